@@ -1,0 +1,73 @@
+// The plugin registry (host side): finds plugin libraries, checks their manifests and
+// keeps (kind, name) -> factory. Plugin authors do not need this header.
+#pragma once
+
+#include <any>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graft/config.h"
+#include "graft/plugin.h"
+
+namespace graft {
+
+struct RegisteredPlugin {
+  PluginEntry entry;
+  std::string library;  ///< path of the .so it came from
+};
+
+/// A library that was looked at and not taken, and why.
+struct Refusal {
+  std::string library;
+  std::string reason;
+  std::string str() const { return library + ": " + reason; }
+};
+
+class Registry {
+ public:
+  Registry();
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  /// The built-in plugin directory (next to the running binary: ../lib/graft/plugins),
+  /// then every entry of GRAFT_PLUGIN_PATH (':'-separated directories or .so files).
+  static std::vector<std::string> default_search_path();
+
+  /// Loads every graft plugin library in `paths` (directories are scanned for *.so, not
+  /// recursively; files are loaded as they are). A library already loaded is skipped.
+  /// Libraries that cannot be used are recorded in refusals() and logged as errors.
+  void scan(const std::vector<std::string>& paths);
+  /// Loads one library. Returns false (and records the refusal) when it is refused.
+  bool load_library(const std::string& path);
+
+  const RegisteredPlugin* find(Kind kind, const std::string& name) const;
+  /// Like find() but fails with a usage error located at `at`, listing what exists and
+  /// suggesting the closest name.
+  const RegisteredPlugin& get(Kind kind, const std::string& name, const Config& at) const;
+  std::vector<const RegisteredPlugin*> list() const;
+  std::vector<const RegisteredPlugin*> list(Kind kind) const;
+  const std::vector<Refusal>& refusals() const { return refusals_; }
+
+  /// Validates `spec` (a map with `name:` plus the plugin's keys, or a bare name) against
+  /// the plugin's schema and calls its factory. Errors name the plugin and its library.
+  std::any create_any(Kind kind, const Config& spec) const;
+  template <Kind K> product_t<K> create(const Config& spec) const {
+    return std::any_cast<product_t<K>>(create_any(K, spec));
+  }
+
+  /// The name a plugin spec refers to: `spec` itself when scalar, else its `name:` key.
+  static std::string spec_name(const Config& spec);
+  /// The spec validated against its plugin's schema (what the factory will see).
+  Config validated_spec(Kind kind, const Config& spec) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::vector<RegisteredPlugin> plugins_;
+  std::vector<Refusal> refusals_;
+};
+
+}  // namespace graft

@@ -1,0 +1,2 @@
+#pragma once
+#define GRAFT_VERSION "0.1.0"

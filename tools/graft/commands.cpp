@@ -1,0 +1,158 @@
+#include "commands.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "graft/model.h"
+#include "graft/plan.h"
+#include "graft/recipe.h"
+#include "graft/registry.h"
+#include "graft/version.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace graft::cli {
+
+namespace {
+
+std::string file_name(const std::string& path) { return fs::path(path).filename().string(); }
+
+std::string millions(std::int64_t n) { return fmt::format("{:.2f}M", static_cast<double>(n) / 1e6); }
+
+// Loads the recipe and every plugin library it can use: built-in, GRAFT_PLUGIN_PATH, and
+// the recipe's own `plugins:`.
+struct Loaded {
+  Recipe recipe;
+  Registry registry;
+};
+
+std::unique_ptr<Loaded> load(const RecipeArgs& args) {
+  auto l = std::make_unique<Loaded>();
+  l->recipe = load_recipe(args.recipe, args.overrides);
+  l->registry.scan(Registry::default_search_path());
+  l->registry.scan(l->recipe.plugin_paths);
+  return l;
+}
+
+json key_json(const KeySpec& k) {
+  json j = {{"name", k.name}, {"type", value_type_name(k.type)}, {"required", k.required}, {"doc", k.doc}};
+  j["default"] = k.required ? json(nullptr) : json(k.default_yaml);
+  return j;
+}
+
+}  // namespace
+
+int cmd_plugins(const std::string& kind_filter, bool as_json) {
+  Kind kind{};
+  if (!kind_filter.empty() && !parse_kind(kind_filter, kind)) {
+    std::vector<std::string> names;
+    for (Kind k : all_kinds()) names.push_back(kind_name(k));
+    const std::string guess = closest_match(kind_filter, names);
+    throw Error::usage("unknown plugin kind '" + kind_filter + "'" +
+                       (guess.empty() ? "" : " (did you mean '" + guess + "'?)") + "; kinds: " +
+                       fmt::format("{}", fmt::join(names, ", ")));
+  }
+  Registry registry;
+  registry.scan(Registry::default_search_path());
+  const auto plugins = kind_filter.empty() ? registry.list() : registry.list(kind);
+
+  if (as_json) {
+    json out = json::array();
+    for (const auto* p : plugins) {
+      json keys = json::array();
+      for (const auto& k : p->entry.keys) keys.push_back(key_json(k));
+      out.push_back({{"kind", kind_name(p->entry.kind)},
+                     {"name", p->entry.name},
+                     {"library", p->library},
+                     {"doc", p->entry.doc},
+                     {"keys", keys}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::string current;
+  for (const auto* p : plugins) {
+    if (current != kind_name(p->entry.kind)) {
+      current = kind_name(p->entry.kind);
+      std::cout << (current.empty() ? "" : "\n") << current << "\n";
+    }
+    std::cout << fmt::format("  {:<20} {}  [{}]\n", p->entry.name, p->entry.doc, file_name(p->library));
+    for (const auto& k : p->entry.keys) {
+      const std::string def = k.required ? "required" : "= " + k.default_yaml;
+      std::cout << fmt::format("      {:<18} {:<12} {:<14} {}\n", k.name, value_type_name(k.type), def, k.doc);
+    }
+  }
+  if (plugins.empty()) std::cout << "no plugins installed" << (kind_filter.empty() ? "" : " of kind " + kind_filter) << "\n";
+  return 0;
+}
+
+int cmd_check(const RecipeArgs& args) {
+  auto l = load(args);
+  const Plan plan = check_recipe(l->recipe, l->registry);
+  auto model = build_model(l->recipe, l->registry);
+  const ParamCount count = count_parameters(*model.ptr());
+
+  if (args.json) {
+    json plugins = json::array();
+    for (const auto& u : plan.plugins)
+      plugins.push_back({{"kind", kind_name(u.kind)}, {"name", u.name}, {"library", u.library}, {"key", u.path},
+                         {"where", u.where.str()}});
+    json out = {{"ok", true},
+                {"recipe", args.recipe},
+                {"sources", l->recipe.sources},
+                {"seed", plan.seed},
+                {"plugins", plugins},
+                {"parameters", {{"total", count.total}, {"trainable", count.trainable}}}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "recipe      " << args.recipe << "\n";
+  for (std::size_t i = 1; i < l->recipe.sources.size(); ++i) std::cout << "  base      " << l->recipe.sources[i] << "\n";
+  for (const auto& u : plan.plugins)
+    std::cout << fmt::format("{:<11} {:<16} {:<20} [{}]\n", kind_name(u.kind), u.name, u.path, file_name(u.library));
+  std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", count.total, millions(count.total),
+                           count.trainable, millions(count.trainable));
+  std::cout << "ok\n";
+  return 0;
+}
+
+int cmd_inspect(const RecipeArgs& args) {
+  auto l = load(args);
+  auto model = build_model(l->recipe, l->registry);
+  const std::string name = Registry::spec_name(l->recipe.root["model"]["backbone"]);
+  const std::string tree = describe_tree(*model.ptr(), name);
+  const ParamCount count = count_parameters(*model.ptr());
+  if (args.json) {
+    json params = json::array();
+    for (const auto& p : model.ptr()->named_parameters())
+      params.push_back({{"name", p.key()}, {"shape", p.value().sizes().vec()}, {"trainable", p.value().requires_grad()}});
+    json out = {{"backbone", name},
+                {"tree", tree},
+                {"parameters", params},
+                {"total", count.total},
+                {"trainable", count.trainable}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << tree << "\n";
+  std::cout << fmt::format("Total params: {} ({})\nTrainable params: {} ({})\n", count.total, millions(count.total),
+                           count.trainable, millions(count.trainable));
+  return 0;
+}
+
+int cmd_version(bool as_json) {
+  if (as_json) {
+    std::cout << json{{"graft", GRAFT_VERSION}, {"abi", GRAFT_ABI_VERSION}, {"libtorch", TORCH_VERSION}}.dump() << "\n";
+  } else {
+    std::cout << "graft " << GRAFT_VERSION << " (plugin ABI " << GRAFT_ABI_VERSION << "), LibTorch " << TORCH_VERSION
+              << "\n";
+  }
+  return 0;
+}
+
+}  // namespace graft::cli

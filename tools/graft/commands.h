@@ -1,0 +1,21 @@
+// The graft verbs. Each returns the process exit code and throws graft::Error for faults
+// the user can fix (main turns those into one line and exit code 2).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace graft::cli {
+
+struct RecipeArgs {
+  std::string recipe;
+  std::vector<std::string> overrides;
+  bool json = false;
+};
+
+int cmd_plugins(const std::string& kind, bool json);
+int cmd_check(const RecipeArgs& args);
+int cmd_inspect(const RecipeArgs& args);
+int cmd_version(bool json);
+
+}  // namespace graft::cli

@@ -1,0 +1,77 @@
+// graft: the command line. Thin over the framework; exit codes at this edge only:
+// 0 success, 2 usage or recipe error, 1 anything else.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <torch/version.h>
+
+#include <iostream>
+
+#include "commands.h"
+#include "graft/error.h"
+#include "graft/version.h"
+
+namespace {
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("graft");
+  logger->set_pattern("%^%l%$: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+void add_recipe_args(CLI::App* cmd, graft::cli::RecipeArgs& args) {
+  cmd->add_option("recipe", args.recipe, "recipe YAML file")->required();
+  cmd->add_option("--set", args.overrides, "override a recipe key: KEY.PATH=VALUE (VALUE is YAML)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  cmd->add_flag("--json", args.json, "print one JSON object on stdout");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"graft " GRAFT_VERSION ": transfer learning on LibTorch, from YAML recipes"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+
+  std::string kind;
+  bool json = false;
+  auto* plugins = app.add_subcommand("plugins", "list installed plugins, with their docs and keys");
+  plugins->add_option("kind", kind, "only this kind (backbone, module, initializer, ...)");
+  plugins->add_flag("--json", json, "print a JSON list on stdout");
+
+  graft::cli::RecipeArgs check_args, inspect_args;
+  add_recipe_args(app.add_subcommand("check", "validate a recipe and resolve every plugin it names"), check_args);
+  add_recipe_args(app.add_subcommand("inspect", "print the model a recipe builds"), inspect_args);
+
+  auto* version = app.add_subcommand("version", "graft, plugin ABI and LibTorch versions");
+  version->add_flag("--json", json, "print one JSON object on stdout");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << " (run 'graft --help')\n";
+    return 2;
+  }
+
+  setup_logging(log_level);
+  try {
+    if (plugins->parsed()) return graft::cli::cmd_plugins(kind, json);
+    if (app.got_subcommand("check")) return graft::cli::cmd_check(check_args);
+    if (app.got_subcommand("inspect")) return graft::cli::cmd_inspect(inspect_args);
+    if (version->parsed()) return graft::cli::cmd_version(json);
+  } catch (const graft::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    std::cerr << "error: " << what.substr(0, what.find('\n')) << "\n";
+    return 1;
+  }
+  return 2;
+}
