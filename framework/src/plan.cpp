@@ -1,6 +1,6 @@
 #include "graft/plan.h"
 
-#include <filesystem>
+#include "graft/model.h"
 
 namespace graft {
 

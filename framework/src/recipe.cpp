@@ -166,7 +166,7 @@ Config parse_yaml_file(const std::string& path) {
 }
 
 Config parse_yaml_text(const std::string& text, const std::string& source) {
-  return Config(detail::parse_yaml(text, source, false), "");
+  return Config(detail::parse_yaml(text, source, true), "");
 }
 
 Config merge(const Config& base, const Config& over) { return Config(merge_nodes(base.node(), over.node()), ""); }

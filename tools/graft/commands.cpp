@@ -24,6 +24,13 @@ std::string file_name(const std::string& path) { return fs::path(path).filename(
 
 std::string millions(std::int64_t n) { return fmt::format("{:.2f}M", static_cast<double>(n) / 1e6); }
 
+// 1234567 -> "1,234,567"
+std::string grouped(std::int64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > (n < 0 ? 1 : 0); i -= 3) s.insert(static_cast<std::size_t>(i), ",");
+  return s;
+}
+
 // Loads the recipe and every plugin library it can use: built-in, GRAFT_PLUGIN_PATH, and
 // the recipe's own `plugins:`.
 struct Loaded {
@@ -79,7 +86,7 @@ int cmd_plugins(const std::string& kind_filter, bool as_json) {
   for (const auto* p : plugins) {
     if (current != kind_name(p->entry.kind)) {
       current = kind_name(p->entry.kind);
-      std::cout << (current.empty() ? "" : "\n") << current << "\n";
+      std::cout << (p == plugins.front() ? "" : "\n") << current << "\n";
     }
     std::cout << fmt::format("  {:<20} {}  [{}]\n", p->entry.name, p->entry.doc, file_name(p->library));
     for (const auto& k : p->entry.keys) {
@@ -115,8 +122,8 @@ int cmd_check(const RecipeArgs& args) {
   for (std::size_t i = 1; i < l->recipe.sources.size(); ++i) std::cout << "  base      " << l->recipe.sources[i] << "\n";
   for (const auto& u : plan.plugins)
     std::cout << fmt::format("{:<11} {:<16} {:<20} [{}]\n", kind_name(u.kind), u.name, u.path, file_name(u.library));
-  std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", count.total, millions(count.total),
-                           count.trainable, millions(count.trainable));
+  std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", grouped(count.total), millions(count.total),
+                           grouped(count.trainable), millions(count.trainable));
   std::cout << "ok\n";
   return 0;
 }
@@ -140,8 +147,8 @@ int cmd_inspect(const RecipeArgs& args) {
     return 0;
   }
   std::cout << tree << "\n";
-  std::cout << fmt::format("Total params: {} ({})\nTrainable params: {} ({})\n", count.total, millions(count.total),
-                           count.trainable, millions(count.trainable));
+  std::cout << fmt::format("Total params: {} ({})\nTrainable params: {} ({})\n", grouped(count.total),
+                           millions(count.total), grouped(count.trainable), millions(count.trainable));
   return 0;
 }
 

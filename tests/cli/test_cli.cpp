@@ -1,0 +1,209 @@
+// End-to-end: the graft binary run as a user runs it.
+#define BOOST_TEST_MODULE cli
+#include <boost/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "support/run.h"
+
+namespace fs = std::filesystem;
+using graft::test::contains;
+using graft::test::run;
+using nlohmann::json;
+
+namespace {
+const std::string graft_bin = GRAFT_BIN;
+const std::string source_dir = GRAFT_SOURCE_DIR;
+
+std::string fixture(const std::string& name) { return std::string(GRAFT_FIXTURE_DIR) + "/lib" + name + ".so"; }
+
+struct Dir {
+  fs::path path = graft::test::temp_dir("cli");
+  ~Dir() { fs::remove_all(path); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name) << text;
+    return (path / name).string();
+  }
+};
+
+std::vector<std::string> names_of(const json& plugins) {
+  std::vector<std::string> n;
+  for (const auto& p : plugins) n.push_back(p["name"]);
+  return n;
+}
+bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(plugins_json_lists_builtin_plugins_with_keys) {
+  const auto r = run("env -u GRAFT_PLUGIN_PATH " + graft_bin + " plugins --json");
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const auto j = json::parse(r.out);  // stdout holds the JSON and nothing else
+  BOOST_REQUIRE(j.is_array());
+  const auto names = names_of(j);
+  for (const char* n : {"lenet", "simple_cnn", "mlp"}) BOOST_TEST(has(names, n), n);
+  for (const auto& p : j) {
+    BOOST_TEST(p.contains("kind"));
+    BOOST_TEST(p.contains("doc"));
+    BOOST_TEST(fs::exists(p["library"].get<std::string>()));
+    if (p["name"] == "simple_cnn") {
+      BOOST_TEST(p["kind"] == "backbone");
+      bool found = false;
+      for (const auto& k : p["keys"])
+        if (k["name"] == "num_classes") found = k["type"] == "int" && k["default"] == "10";
+      BOOST_TEST(found);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(plugins_by_kind_and_unknown_kind) {
+  const auto r = run(graft_bin + " plugins backbone");
+  BOOST_TEST(r.code == 0);
+  BOOST_TEST(contains(r.out, "simple_cnn"));
+  BOOST_TEST(contains(r.out, "num_classes"));
+  const auto bad = run(graft_bin + " plugins backbon");
+  BOOST_TEST(bad.code == 2);
+  BOOST_TEST(contains(bad.err, "unknown plugin kind 'backbon' (did you mean 'backbone'?)"));
+}
+
+BOOST_AUTO_TEST_CASE(check_accepts_every_shipped_recipe) {
+  for (const auto& entry : fs::recursive_directory_iterator(source_dir + "/recipes")) {
+    if (entry.path().extension() != ".yaml") continue;
+    const auto r = run(graft_bin + " check " + entry.path().string() + " --json");
+    BOOST_TEST_CONTEXT(entry.path().string()) {
+      BOOST_TEST(r.code == 0, r.err);
+      BOOST_TEST(json::parse(r.out)["ok"] == true);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(check_misspelled_key_exits_2_with_location_and_suggestion) {
+  Dir d;
+  const auto f = d.write("r.yaml", "model:\n  backbone:\n    name: simple_cnn\n    num_clases: 10\n");
+  const auto r = run(graft_bin + " check " + f);
+  BOOST_TEST(r.code == 2);
+  BOOST_TEST(r.out.empty());
+  BOOST_TEST(r.err == "error: " + f +
+                          ":4:5: model.backbone.num_clases: unknown key 'num_clases' in backbone simple_cnn "
+                          "(did you mean 'num_classes'?)\n");
+}
+
+BOOST_AUTO_TEST_CASE(check_reports_recipe_faults_with_exit_2) {
+  Dir d;
+  const auto recipe = source_dir + "/recipes/fashion_mnist_cnn.yaml";
+  const auto set = run(graft_bin + " check " + recipe + " --set model.backbone.widht=16");
+  BOOST_TEST(set.code == 2);
+  BOOST_TEST(contains(set.err, "--set model.backbone.widht=16: model.backbone.widht: unknown key 'widht' in backbone "
+                               "simple_cnn (did you mean 'width'?)"));
+  const auto section = run(graft_bin + " check " + d.write("s.yaml", "modle:\n  backbone: lenet\n"));
+  BOOST_TEST(section.code == 2);
+  BOOST_TEST(contains(section.err, "s.yaml:1:1: modle: unknown key 'modle' in the recipe (did you mean 'model'?)"));
+  const auto backbone = run(graft_bin + " check " + d.write("b.yaml", "model:\n  backbone: lenett\n"));
+  BOOST_TEST(backbone.code == 2);
+  BOOST_TEST(contains(backbone.err, "b.yaml:2:13: model.backbone: unknown backbone 'lenett' (did you mean 'lenet'?)"));
+  const auto type = run(graft_bin + " check " + d.write("t.yaml", "model:\n  backbone: {name: lenet, num_classes: ten}\n"));
+  BOOST_TEST(type.code == 2);
+  BOOST_TEST(contains(type.err, "model.backbone.num_classes: expected an integer, got 'ten'"));
+  const auto missing = run(graft_bin + " check " + d.write("m.yaml", "seed: 1\n"));
+  BOOST_TEST(missing.code == 2);
+  BOOST_TEST(contains(missing.err, "missing required key 'model'"));
+  const auto syntax = run(graft_bin + " check " + d.write("y.yaml", "model: [\n"));
+  BOOST_TEST(syntax.code == 2);
+  BOOST_TEST(contains(syntax.err, "YAML syntax error"));
+  const auto nofile = run(graft_bin + " check " + (d.path / "none.yaml").string());
+  BOOST_TEST(nofile.code == 2);
+  BOOST_TEST(contains(nofile.err, "none.yaml: cannot open recipe file"));
+  // Each fault is one line.
+  for (const auto* r : {&set, &section, &backbone, &type, &missing, &syntax, &nofile})
+    BOOST_TEST(std::count(r->err.begin(), r->err.end(), '\n') == 1, r->err);
+}
+
+BOOST_AUTO_TEST_CASE(usage_errors_exit_2) {
+  BOOST_TEST(run(graft_bin).code == 2);
+  BOOST_TEST(run(graft_bin + " frobnicate").code == 2);
+  BOOST_TEST(run(graft_bin + " check").code == 2);
+  BOOST_TEST(run(graft_bin + " --log-level loud plugins").code == 2);
+  BOOST_TEST(run(graft_bin + " --help").code == 0);
+}
+
+BOOST_AUTO_TEST_CASE(inspect_prints_the_tree_and_counts) {
+  const auto r = run(graft_bin + " inspect " + source_dir + "/recipes/fashion_mnist_cnn.yaml");
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  BOOST_TEST(contains(r.out, "simple_cnn(\n  (features): Stages(\n    (0): Conv2d(1, 32"));
+  BOOST_TEST(contains(r.out, "Total params: 824,650 (0.82M)"));
+  const auto j = run(graft_bin + " inspect " + source_dir + "/recipes/fashion_mnist_cnn.yaml --json");
+  BOOST_TEST_REQUIRE(j.code == 0, j.err);
+  const auto out = json::parse(j.out);
+  BOOST_TEST(out["total"] == 824650);
+  BOOST_TEST(out["parameters"][0]["name"] == "features.0.weight");
+}
+
+BOOST_AUTO_TEST_CASE(plugin_path_from_environment_and_from_the_recipe) {
+  const auto env = run("GRAFT_PLUGIN_PATH=" + std::string(GRAFT_FIXTURE_DIR) + " " + graft_bin + " plugins --json");
+  BOOST_TEST_REQUIRE(env.code == 0, env.err);
+  const auto names = names_of(json::parse(env.out));
+  BOOST_TEST(has(names, "test_tiny"));
+  BOOST_TEST(has(names, "lenet"));
+  // Refused libraries are reported on stderr, one line each, never skipped silently.
+  BOOST_TEST(contains(env.err, "libgraft_test_abi_mismatch.so refused: built for graft plugin ABI 999"));
+  BOOST_TEST(contains(env.err, "libgraft_test_torch_mismatch.so refused: built with LibTorch 0.4.1"));
+  BOOST_TEST(contains(env.err, "libgraft_test_not_a_plugin.so refused: not a graft plugin"));
+  BOOST_TEST(contains(env.err, "libgraft_test_duplicate.so refused: duplicate backbone 'lenet'"));
+
+  Dir d;
+  fs::create_directories(d.path / "libs");
+  fs::copy_file(fixture("graft_test_good"), d.path / "libs" / "libgood.so");
+  const auto f = d.write("r.yaml", "plugins: [libs/libgood.so]\nmodel:\n  backbone: {name: test_tiny, out: 3}\n");
+  const auto r = run("env -u GRAFT_PLUGIN_PATH " + graft_bin + " check " + f + " --json");
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const auto plan = json::parse(r.out);
+  BOOST_TEST(plan["plugins"][0]["name"] == "test_tiny");
+  BOOST_TEST(contains(plan["plugins"][0]["library"].get<std::string>(), "libgood.so"));
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_plugin_is_one_line_and_exit_1) {
+  Dir d;
+  const auto lib = fixture("graft_test_throwing");
+  const auto broken = d.write("r.yaml", "plugins: [" + lib + "]\nmodel:\n  backbone: test_broken_net\n");
+  const auto r = run(graft_bin + " check " + broken);
+  BOOST_TEST(r.code == 1);
+  BOOST_TEST(r.err == "error: " + broken +
+                          ":3:13: backbone 'test_broken_net' (libgraft_test_throwing.so) failed: out of coffee\n");
+  // The rest of that library's plugins, and everything else, stay usable.
+  const auto fine = d.write("f.yaml", "plugins: [" + lib + "]\nmodel:\n  backbone: lenet\n");
+  BOOST_TEST(run(graft_bin + " check " + fine).code == 0);
+}
+
+BOOST_AUTO_TEST_CASE(out_of_tree_plugin_builds_against_the_installed_package) {
+  Dir d;
+  const auto prefix = d.path / "prefix";
+  const std::string cmake = GRAFT_CMAKE;
+  const auto install = run(cmake + " --install " + GRAFT_BUILD_DIR + " --prefix " + prefix.string());
+  BOOST_TEST_REQUIRE(install.code == 0, install.out + install.err);
+  BOOST_TEST(fs::exists(prefix / "bin/graft"));
+  BOOST_TEST(fs::exists(prefix / "include/graft/plugin.h"));
+  BOOST_TEST(fs::exists(prefix / "lib/cmake/graft/graftConfig.cmake"));
+
+  // The installed graft finds its built-in plugins with no configuration.
+  const auto builtin = run("env -u GRAFT_PLUGIN_PATH " + (prefix / "bin/graft").string() + " plugins --json");
+  BOOST_TEST_REQUIRE(builtin.code == 0, builtin.err);
+  BOOST_TEST(has(names_of(json::parse(builtin.out)), "simple_cnn"));
+
+  const auto build = d.path / "hello-build";
+  const auto configure = run(cmake + " -S " + source_dir + "/tests/out_of_tree -B " + build.string() +
+                             " -DCMAKE_PREFIX_PATH=" + prefix.string() + " -DCMAKE_BUILD_TYPE=Release" +
+                             " -DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
+  BOOST_TEST_REQUIRE(configure.code == 0, configure.out + configure.err);
+  const auto compile = run(cmake + " --build " + build.string());
+  BOOST_TEST_REQUIRE(compile.code == 0, compile.out + compile.err);
+  BOOST_TEST(fs::exists(build / "libhello_plugin.so"));
+
+  const auto listed = run("GRAFT_PLUGIN_PATH=" + build.string() + " " + (prefix / "bin/graft").string() +
+                          " plugins module --json");
+  BOOST_TEST_REQUIRE(listed.code == 0, listed.err);
+  const auto j = json::parse(listed.out);
+  BOOST_REQUIRE(j.size() >= 1u);
+  BOOST_TEST(has(names_of(j), "hello_head"));
+  BOOST_TEST(listed.err.empty(), listed.err);  // nothing refused
+}
