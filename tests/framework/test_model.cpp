@@ -101,3 +101,37 @@ BOOST_AUTO_TEST_CASE(tree_prints_like_python) {
   s->named_parameters()["fc1.weight"].set_requires_grad(false);
   BOOST_TEST(graft::count_parameters(*s).trainable == count.total - 32);
 }
+
+namespace {
+// A residual leaf as a backbone author writes one.
+struct ResidualImpl : graft::Block<ResidualImpl> {
+  explicit ResidualImpl(std::int64_t c) {
+    add("fc", nn::Linear(c, c));
+    add("bn", nn::BatchNorm1d(c));
+  }
+  torch::Tensor forward(torch::Tensor x) { return torch::relu(call("bn", call("fc", x)) + x); }
+};
+TORCH_MODULE(Residual);
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(blocks_forward_clone_deeply_and_allow_replacement) {
+  torch::manual_seed(0);
+  Residual block(4);
+  block->eval();
+  const auto x = torch::randn({2, 4});
+  const auto y = block->forward(x);
+  auto fc = block->named_children()["fc"]->as<nn::Linear>();
+  auto bn = block->named_children()["bn"]->as<nn::BatchNorm1d>();
+  BOOST_TEST(torch::allclose(y, torch::relu(bn->forward(fc->forward(x)) + x)));
+
+  auto copy = std::dynamic_pointer_cast<ResidualImpl>(block->clone());
+  BOOST_REQUIRE(copy);
+  BOOST_TEST(torch::equal(copy->forward(x), y));
+  BOOST_TEST(copy->named_parameters()["fc.weight"].data_ptr() != block->named_parameters()["fc.weight"].data_ptr());
+
+  block->replace_child("fc", nn::AnyModule(nn::Identity()));
+  BOOST_TEST(block->named_parameters().size() == 2u);  // only bn's weight and bias remain
+  BOOST_TEST(torch::allclose(block->forward(x), torch::relu(bn->forward(x) + x)));
+  BOOST_TEST(torch::equal(copy->forward(x), y));  // the clone kept its own fc
+  BOOST_CHECK_THROW(block->replace_child("nope", nn::AnyModule(nn::Identity())), graft::Error);
+}

@@ -58,6 +58,69 @@ class StagesImpl : public torch::nn::Cloneable<StagesImpl> {
 };
 TORCH_MODULE(Stages);
 
+/// Base of a leaf with its own forward (a residual block, an inception module): its
+/// children are named and held as AnyModules, so surgery can still replace one by path
+/// ("layer1.0.conv1") and clone() is deep. A Block keeps no parameters of its own, only
+/// children (put a learnable tensor in a child module).
+///
+///   struct BasicBlockImpl : graft::Block<BasicBlockImpl> {
+///     BasicBlockImpl(...) { add("conv1", nn::Conv2d(...)); add("bn1", nn::BatchNorm2d(c)); ... }
+///     torch::Tensor forward(torch::Tensor x) { auto y = call("conv1", x); ... }
+///   };
+template <class Derived> class Block : public torch::nn::Cloneable<Derived> {
+ public:
+  void reset() override {}
+
+  bool has_child(const std::string& name) const { return find(name) != nullptr; }
+  /// Replaces a child, keeping its name and position.
+  void replace_child(const std::string& name, torch::nn::AnyModule module) {
+    auto* slot = find(name);
+    if (!slot) throw Error::usage("no child called '" + name + "'");
+    *slot = std::move(module);
+    this->replace_module(name, slot->ptr());
+  }
+
+  std::shared_ptr<torch::nn::Module> clone(
+      const torch::optional<torch::Device>& device = torch::nullopt) const override {
+    if (!this->named_parameters(/*recurse=*/false).is_empty() || !this->named_buffers(false).is_empty())
+      throw Error::runtime("a graft::Block must keep its tensors in child modules to be cloned");
+    auto copy = std::make_shared<Derived>(static_cast<const Derived&>(*this));
+    for (auto& [name, module] : copy->slots_) {
+      module = module.clone(device);
+      copy->replace_module(name, module.ptr());
+    }
+    copy->train(this->is_training());
+    return copy;
+  }
+
+ protected:
+  /// Registers `module` as the child `name` (in registration order, as torchvision does).
+  template <class M> void add(const std::string& name, M module) {
+    slots_.emplace_back(name, torch::nn::AnyModule(std::move(module)));
+    this->register_module(name, slots_.back().second.ptr());
+  }
+  /// The child `name`'s forward.
+  template <class... Args> torch::Tensor call(const std::string& name, Args&&... args) {
+    auto* slot = find(name);
+    TORCH_CHECK(slot, "graft::Block has no child '", name, "'");
+    return slot->forward(std::forward<Args>(args)...);
+  }
+
+ private:
+  torch::nn::AnyModule* find(const std::string& name) {
+    for (auto& c : slots_)
+      if (c.first == name) return &c.second;
+    return nullptr;
+  }
+  const torch::nn::AnyModule* find(const std::string& name) const {
+    for (const auto& c : slots_)
+      if (c.first == name) return &c.second;
+    return nullptr;
+  }
+
+  std::vector<std::pair<std::string, torch::nn::AnyModule>> slots_;
+};
+
 template <> struct ProductOf<Kind::backbone> { using type = torch::nn::AnyModule; };
 template <> struct ProductOf<Kind::module> { using type = torch::nn::AnyModule; };
 
