@@ -10,6 +10,8 @@
 #include <torch/nn/module.h>
 #include <torch/ordered_dict.h>
 
+#include "graft/error.h"
+
 namespace graft {
 
 /// Reads a torch.save file as a value tree of None, bool, int, double, string, Tensor,

@@ -1,0 +1,387 @@
+#include "graft/serialize.h"
+
+#include <ATen/core/Dict.h>
+#include <ATen/core/List.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/types.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "graft/error.h"
+#include "pickle.h"
+#include "zip_index.h"
+
+namespace fs = std::filesystem;
+
+namespace graft {
+
+using pickle::P;
+using pickle::PValue;
+using T = PValue::Type;
+
+namespace {
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw Error::runtime(path + ": " + what);
+}
+
+// ---- reading ---------------------------------------------------------------------------
+
+P make_storage(const P& pid, bool legacy) {
+  if (pid->type != T::tuple || pid->items.empty() || pid->items[0]->type != T::string)
+    throw std::runtime_error("unsupported persistent id in the pickle");
+  const auto& a = pid->items;
+  if (a[0]->s == "module") throw std::runtime_error("holds a pickled Python module (source code); save `model.state_dict()` instead");
+  if (a[0]->s != "storage" || a.size() < 5) throw std::runtime_error("unsupported persistent id '" + a[0]->s + "'");
+  if (a[1]->type != T::global) throw std::runtime_error("storage without a storage type");
+  auto s = PValue::make(T::storage);
+  const std::string type = a[1]->s.substr(a[1]->s.rfind('.') + 1);
+  if (!pickle::storage_dtype(type, s->dtype)) throw std::runtime_error("unsupported storage type " + a[1]->s);
+  if (a[2]->type != T::string || a[4]->type != T::integer) throw std::runtime_error("malformed storage id");
+  s->storage_key = a[2]->s;
+  s->location = a[3]->s;
+  s->numel = a[4]->i;
+  if (legacy && a.size() > 5 && a[5]->type == T::tuple && a[5]->items.size() == 3) {
+    // a view of the root storage: (view_key, offset, view_size), offset in elements
+    s->view_offset = a[5]->items[1]->i;
+  }
+  return s;
+}
+
+// Every tensor of the tree, so storages can be checked and materialised.
+void collect_tensors(const P& v, std::vector<P>& out) {
+  if (v->type == T::tensor) out.push_back(v);
+  for (const auto& i : v->items) collect_tensors(i, out);
+  for (const auto& e : v->entries) {
+    collect_tensors(e.first, out);
+    collect_tensors(e.second, out);
+  }
+}
+
+using Storages = std::map<std::string, torch::Tensor>;  // key -> 1-D tensor of its dtype
+
+torch::Tensor materialise(const PValue& t, const Storages& storages) {
+  const auto& s = *t.storage;
+  const auto it = storages.find(s.storage_key);
+  if (it == storages.end()) throw std::runtime_error("storage '" + s.storage_key + "' is missing");
+  const torch::Tensor& base = it->second;
+  if (base.scalar_type() != s.dtype) throw std::runtime_error("storage '" + s.storage_key + "' is used with two dtypes");
+  const std::int64_t offset = t.offset + s.view_offset;
+  std::int64_t last = offset;
+  bool empty = false;
+  for (std::size_t k = 0; k < t.sizes.size(); ++k) {
+    if (t.sizes[k] < 0 || t.strides[k] < 0) throw std::runtime_error("negative tensor size or stride");
+    if (t.sizes[k] == 0) empty = true;
+    else last += (t.sizes[k] - 1) * t.strides[k];
+  }
+  if (offset < 0 || (!empty && last >= base.numel()))
+    throw std::runtime_error("a tensor reaches past the end of its storage '" + s.storage_key + "' (corrupt file?)");
+  auto out = base.as_strided(t.sizes, t.strides, offset);
+  if (t.requires_grad && out.is_floating_point()) out.set_requires_grad(true);
+  return out;
+}
+
+c10::IValue to_ivalue(const P& v, const Storages& storages) {
+  switch (v->type) {
+    case T::none: return c10::IValue();
+    case T::boolean: return c10::IValue(v->b);
+    case T::integer: return c10::IValue(v->i);
+    case T::real: return c10::IValue(v->d);
+    case T::string:
+    case T::bytes: return c10::IValue(v->s);
+    case T::bigint: throw std::runtime_error("an integer does not fit in 64 bits");
+    case T::global: throw std::runtime_error("a bare Python global (" + v->s + ") is not data");
+    case T::storage: throw std::runtime_error("a bare storage is not supported; save tensors");
+    case T::tensor: return materialise(*v, storages);
+    case T::list: {
+      c10::impl::GenericList list(c10::AnyType::get());
+      for (const auto& i : v->items) list.push_back(to_ivalue(i, storages));
+      return list;
+    }
+    case T::tuple: {
+      std::vector<c10::IValue> items;
+      for (const auto& i : v->items) items.push_back(to_ivalue(i, storages));
+      return c10::ivalue::Tuple::create(std::move(items));
+    }
+    case T::dict: {
+      bool all_str = true, all_int = true;
+      for (const auto& e : v->entries) {
+        all_str = all_str && e.first->type == T::string;
+        all_int = all_int && e.first->type == T::integer;
+      }
+      if (!all_str && !all_int && !v->entries.empty())
+        throw std::runtime_error("a dict has keys that are neither all strings nor all integers");
+      c10::impl::GenericDict dict(all_str ? c10::StringType::get() : c10::TypePtr(c10::IntType::get()),
+                                  c10::AnyType::get());
+      for (const auto& e : v->entries) dict.insert_or_assign(to_ivalue(e.first, storages), to_ivalue(e.second, storages));
+      return dict;
+    }
+  }
+  return {};
+}
+
+torch::Tensor storage_from_bytes(const void* data, std::size_t nbytes, const pickle::PValue& s) {
+  const auto elem = static_cast<std::int64_t>(c10::elementSize(s.dtype));
+  const std::int64_t needed = s.numel * elem;
+  if (s.numel < 0 || static_cast<std::int64_t>(nbytes) < needed)
+    throw std::runtime_error("storage '" + s.storage_key + "' holds " + std::to_string(nbytes) + " bytes, " +
+                             std::to_string(needed) + " expected (truncated or corrupt file)");
+  auto t = torch::empty({s.numel}, torch::TensorOptions().dtype(s.dtype));
+  if (needed > 0) std::memcpy(t.data_ptr(), data, static_cast<std::size_t>(needed));
+  return t;
+}
+
+c10::IValue read_zip(const std::string& path) {
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  try {
+    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("not a readable PyTorch zip file (truncated or corrupt?): " +
+                             first_line(e.what_without_backtrace()));
+  }
+  // PyTorch's reader does not check CRCs; graft does, for every record it reads.
+  const auto index = zip::read_index(path);
+  std::string prefix;  // the archive's top folder, as PyTorch's reader finds it: the first entry's
+  if (!index.empty()) {
+    for (const auto& [name, entry] : index)
+      if (name.size() >= 9 && name.compare(name.size() - 9, 9, "/data.pkl") == 0) prefix = name.substr(0, name.size() - 8);
+  }
+  auto record = [&](const std::string& name) {
+    auto [data, n] = reader->getRecord(name);
+    const auto it = index.find(prefix + name);
+    if (it == index.end()) throw std::runtime_error("record " + name + " is not in the zip directory");
+    if (zip::crc32(data.get(), n) != it->second.crc32)
+      throw std::runtime_error("record " + name + " fails its CRC-32 check (corrupt file)");
+    return std::make_pair(std::move(data), n);
+  };
+  if (reader->hasRecord("byteorder")) {
+    auto [ptr, n] = record("byteorder");
+    if (std::string(static_cast<const char*>(ptr.get()), n) != "little")
+      throw std::runtime_error("was written on a big-endian machine, which graft does not read");
+  }
+  if (!reader->hasRecord("data.pkl")) throw std::runtime_error("has no data.pkl (a TorchScript archive? graft reads torch.save files)");
+  auto [pkl, size] = record("data.pkl");
+  std::size_t pos = 0;
+  const P root = pickle::unpickle(static_cast<const std::uint8_t*>(pkl.get()), size, pos,
+                                  [](const P& pid) { return make_storage(pid, false); });
+  std::vector<P> tensors;
+  collect_tensors(root, tensors);
+  Storages storages;
+  for (const auto& t : tensors) {
+    const auto& s = *t->storage;
+    if (storages.count(s.storage_key)) continue;
+    const std::string name = "data/" + s.storage_key;
+    if (!reader->hasRecord(name)) throw std::runtime_error("storage record " + name + " is missing");
+    auto [data, n] = record(name);
+    storages[s.storage_key] = storage_from_bytes(data.get(), n, s);
+  }
+  return to_ivalue(root, storages);
+}
+
+c10::IValue read_legacy(const std::string& path, const std::string& bytes) {
+  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  std::size_t pos = 0;
+  auto no_persistent = [](const P&) -> P { throw std::runtime_error("unexpected persistent id in a header"); };
+  const P magic = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  // torch's legacy magic number 0x1950a86a20f9469cfc6c, as pickle's little-endian LONG1
+  static const std::string expected("\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 10);
+  if (magic->type != T::bigint || magic->s != expected)
+    throw std::runtime_error("is a pickle but not a torch.save file (no PyTorch magic number)");
+  const P protocol = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  if (protocol->type != T::integer || protocol->i != 1001)
+    throw std::runtime_error("unsupported legacy protocol version");
+  const P sys_info = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  for (const auto& e : sys_info->entries)
+    if (e.first->s == "little_endian" && e.second->type == T::boolean && !e.second->b)
+      throw std::runtime_error("was written on a big-endian machine, which graft does not read");
+
+  std::map<std::string, P> roots;  // storage key -> its (root) storage description
+  const P root = pickle::unpickle(data, bytes.size(), pos, [&](const P& pid) {
+    P s = make_storage(pid, true);
+    roots.emplace(s->storage_key, s);
+    return s;
+  });
+  const P keys = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  if (keys->type != T::list) throw std::runtime_error("malformed storage key list");
+  Storages storages;
+  for (const auto& k : keys->items) {
+    if (k->type != T::string) throw std::runtime_error("malformed storage key");
+    const auto it = roots.find(k->s);
+    if (it == roots.end()) throw std::runtime_error("storage '" + k->s + "' is listed but never used");
+    if (pos + 8 > bytes.size()) throw std::runtime_error("truncated file: storage '" + k->s + "' is missing");
+    std::int64_t numel;
+    std::memcpy(&numel, data + pos, 8);
+    pos += 8;
+    const auto elem = static_cast<std::int64_t>(c10::elementSize(it->second->dtype));
+    if (numel < 0 || numel != it->second->numel || static_cast<std::int64_t>(bytes.size() - pos) < numel * elem)
+      throw std::runtime_error("truncated or corrupt file: storage '" + k->s + "' is incomplete");
+    storages[k->s] = storage_from_bytes(data + pos, static_cast<std::size_t>(numel * elem), *it->second);
+    pos += static_cast<std::size_t>(numel * elem);
+  }
+  return to_ivalue(root, storages);
+}
+
+// ---- writing ---------------------------------------------------------------------------
+
+struct Writer {
+  pickle::Pickler pickler;
+  std::vector<torch::Tensor> storages;  // CPU tensors whose storage is written as data/<index>
+  std::map<std::pair<const void*, c10::ScalarType>, std::string> keys;
+
+  void write(const c10::IValue& v) {
+    if (v.isNone()) pickler.none();
+    else if (v.isBool()) pickler.boolean(v.toBool());
+    else if (v.isInt()) pickler.integer(v.toInt());
+    else if (v.isDouble()) pickler.real(v.toDouble());
+    else if (v.isString()) pickler.string(v.toStringRef());
+    else if (v.isTensor()) tensor(v.toTensor());
+    else if (v.isTuple()) {
+      pickler.begin_tuple();
+      for (const auto& i : v.toTupleRef().elements()) write(i);
+      pickler.end_tuple();
+    } else if (v.isList()) {
+      pickler.begin_list();
+      for (const auto& i : v.toListRef()) write(i);
+      pickler.end_list();
+    } else if (v.isGenericDict()) {
+      pickler.begin_dict();
+      for (const auto& e : v.toGenericDict()) {
+        if (!e.key().isString() && !e.key().isInt()) throw std::runtime_error("dict keys must be strings or ints");
+        write(e.key());
+        write(e.value());
+      }
+      pickler.end_dict();
+    } else {
+      throw std::runtime_error("cannot save a value of type " + v.tagKind());
+    }
+  }
+
+  void tensor(torch::Tensor t) {
+    if (t.is_sparse() || t.is_quantized() || t.is_mkldnn()) throw std::runtime_error("only dense tensors can be saved");
+    const bool requires_grad = t.requires_grad();
+    t = t.detach();
+    if (!t.device().is_cpu()) t = t.cpu();
+    const auto& storage = t.storage();
+    const std::pair<const void*, c10::ScalarType> id{storage.unsafeGetStorageImpl(), t.scalar_type()};
+    auto it = keys.find(id);
+    if (it == keys.end()) {
+      it = keys.emplace(id, std::to_string(storages.size())).first;
+      storages.push_back(t);
+    }
+    const auto numel = static_cast<std::int64_t>(storage.nbytes() / c10::elementSize(t.scalar_type()));
+    pickler.tensor(it->second, t.scalar_type(), numel, t.storage_offset(), t.sizes().vec(), t.strides().vec(),
+                   requires_grad);
+  }
+};
+
+}  // namespace
+
+c10::IValue read_torch_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) fail(path, fs::exists(path, ec) ? "is not a regular file" : "no such file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot be opened");
+  char head[4] = {0, 0, 0, 0};
+  in.read(head, 4);
+  const auto got = in.gcount();
+  try {
+    if (got >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return read_zip(path);
+    if (got >= 2 && static_cast<unsigned char>(head[0]) == 0x80) {
+      in.seekg(0);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      return read_legacy(path, bytes);
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    fail(path, first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    fail(path, e.what());
+  }
+  if (got == 0) fail(path, "is empty");
+  char hex[16];
+  std::string magic;
+  for (int k = 0; k < got; ++k) {
+    std::snprintf(hex, sizeof hex, "%02x", static_cast<unsigned char>(head[k]));
+    magic += hex;
+  }
+  fail(path, "is not a PyTorch file (it starts with bytes " + magic +
+                 "; expected a torch.save zip archive or a legacy pickle)");
+}
+
+void write_torch_file(const c10::IValue& value, const std::string& path) {
+  Writer w;
+  try {
+    w.write(value);
+  } catch (const std::exception& e) {
+    fail(path, std::string("cannot be written: ") + e.what());
+  }
+  const std::string pkl = w.pickler.finish();
+  try {
+    caffe2::serialize::PyTorchStreamWriter writer(path);
+    writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+    writer.writeRecord("byteorder", "little", 6);
+    for (std::size_t k = 0; k < w.storages.size(); ++k) {
+      const auto& s = w.storages[k].storage();
+      writer.writeRecord("data/" + std::to_string(k), s.data(), s.nbytes());
+    }
+    writer.writeEndOfFile();
+  } catch (const c10::Error& e) {
+    fail(path, "cannot be written: " + first_line(e.what_without_backtrace()));
+  }
+}
+
+StateDict load_state_dict(const std::string& path) {
+  const c10::IValue value = read_torch_file(path);
+  auto tensor_dict = [](const c10::IValue& v, StateDict& out) {
+    if (!v.isGenericDict()) return false;
+    StateDict sd;
+    for (const auto& e : v.toGenericDict()) {
+      if (!e.key().isString() || !e.value().isTensor()) return false;
+      sd.insert(e.key().toStringRef(), e.value().toTensor());
+    }
+    out = std::move(sd);
+    return true;
+  };
+  StateDict sd;
+  if (tensor_dict(value, sd)) return sd;
+  if (value.isGenericDict()) {
+    const auto dict = value.toGenericDict();
+    for (const char* key : {"state_dict", "model_state_dict", "model"}) {
+      const auto it = dict.find(c10::IValue(std::string(key)));
+      if (it != dict.end() && tensor_dict(it->value(), sd)) return sd;
+    }
+    std::string keys;
+    for (const auto& e : dict) keys += (keys.empty() ? "" : ", ") + (e.key().isString() ? e.key().toStringRef() : std::string("?"));
+    fail(path, "holds no state dict (a dict of tensors at the top or under 'state_dict', 'model_state_dict' or "
+               "'model'); its keys: " + keys);
+  }
+  fail(path, "holds no state dict (expected a dict of tensors, found a " + value.tagKind() + ")");
+}
+
+void save_state_dict(const StateDict& state, const std::string& path) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& item : state) dict.insert(item.key(), item.value());
+  write_torch_file(dict, path);
+}
+
+namespace {
+void collect_state(const torch::nn::Module& m, const std::string& prefix, StateDict& out) {
+  for (const auto& p : m.named_parameters(/*recurse=*/false)) out.insert(prefix + p.key(), p.value());
+  for (const auto& b : m.named_buffers(/*recurse=*/false)) out.insert(prefix + b.key(), b.value());
+  for (const auto& c : m.named_children()) collect_state(*c.value(), prefix + c.key() + ".", out);
+}
+}  // namespace
+
+StateDict state_dict(const torch::nn::Module& module) {
+  StateDict out;
+  collect_state(module, "", out);
+  return out;
+}
+
+}  // namespace graft
