@@ -17,6 +17,8 @@ const Schema& recipe_schema() {
 const Schema& model_schema() {
   static const Schema schema = {
       KeySpec::required_key("backbone", ValueType::any, "backbone plugin: a name, or a map with name: and its keys"),
+      KeySpec("weights", ValueType::any, "~",
+              "pretrained weights: a .pth path, torchvision:NAME, an http(s) URL, or a map with from: and key mapping"),
   };
   return schema;
 }
@@ -36,12 +38,28 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry) {
   plan.seed = root.get<std::int64_t>("seed");
   const Config model = root["model"].validated(model_schema(), "model");
   plan.plugins.push_back(resolve(registry, Kind::backbone, model["backbone"]));
+  if (!model["weights"].is_null()) parse_weights_spec(model["weights"]);
   return plan;
 }
 
-torch::nn::AnyModule build_model(const Recipe& recipe, const Registry& registry) {
+BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
   check_recipe(recipe, registry);
-  return registry.create<Kind::backbone>(recipe.root["model"]["backbone"]);
+  const Config model = recipe.root["model"];
+  BuiltModel built;
+  built.module = registry.create<Kind::backbone>(model["backbone"]);
+  built.backbone = Registry::spec_name(model["backbone"]);
+  if (!model["weights"].is_null()) {
+    const WeightsSpec spec = parse_weights_spec(model["weights"]);
+    std::string path;
+    try {
+      path = resolve_weights(spec.source);
+    } catch (const Error& e) {
+      throw Error(e.kind(), e.message(), model["weights"].where());
+    }
+    const StateDict file = map_keys(load_state_dict(path), spec.mapping);
+    built.weights = load_weights(*built.module.ptr(), file, spec.strict, path);
+  }
+  return built;
 }
 
 }  // namespace graft

@@ -11,7 +11,9 @@
 #include "graft/plan.h"
 #include "graft/recipe.h"
 #include "graft/registry.h"
+#include "graft/serialize.h"
 #include "graft/version.h"
+#include "graft/weights.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -44,6 +46,18 @@ std::unique_ptr<Loaded> load(const RecipeArgs& args) {
   l->registry.scan(Registry::default_search_path());
   l->registry.scan(l->recipe.plugin_paths);
   return l;
+}
+
+json report_json(const std::optional<LoadReport>& r) {
+  if (!r) return nullptr;
+  json mismatched = json::array();
+  for (const auto& m : r->mismatched)
+    mismatched.push_back({{"key", m.key}, {"model_shape", m.model_shape}, {"file_shape", m.file_shape}});
+  json renamed = json::array();
+  for (const auto& [from, to] : r->renamed) renamed.push_back({{"from", from}, {"to", to}});
+  return {{"file", r->file},           {"loaded", r->loaded.size()},   {"missing", r->missing},
+          {"unexpected", r->unexpected}, {"mismatched", mismatched}, {"defaulted", r->defaulted},
+          {"renamed", renamed}};
 }
 
 json key_json(const KeySpec& k) {
@@ -101,8 +115,8 @@ int cmd_plugins(const std::string& kind_filter, bool as_json) {
 int cmd_check(const RecipeArgs& args) {
   auto l = load(args);
   const Plan plan = check_recipe(l->recipe, l->registry);
-  auto model = build_model(l->recipe, l->registry);
-  const ParamCount count = count_parameters(*model.ptr());
+  const BuiltModel built = build_model(l->recipe, l->registry);
+  const ParamCount count = count_parameters(*built.module.ptr());
 
   if (args.json) {
     json plugins = json::array();
@@ -114,6 +128,7 @@ int cmd_check(const RecipeArgs& args) {
                 {"sources", l->recipe.sources},
                 {"seed", plan.seed},
                 {"plugins", plugins},
+                {"weights", report_json(built.weights)},
                 {"parameters", {{"total", count.total}, {"trainable", count.trainable}}}};
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -122,6 +137,7 @@ int cmd_check(const RecipeArgs& args) {
   for (std::size_t i = 1; i < l->recipe.sources.size(); ++i) std::cout << "  base      " << l->recipe.sources[i] << "\n";
   for (const auto& u : plan.plugins)
     std::cout << fmt::format("{:<11} {:<16} {:<20} [{}]\n", kind_name(u.kind), u.name, u.path, file_name(u.library));
+  if (built.weights) std::cout << built.weights->table();
   std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", grouped(count.total), millions(count.total),
                            grouped(count.trainable), millions(count.trainable));
   std::cout << "ok\n";
@@ -130,8 +146,9 @@ int cmd_check(const RecipeArgs& args) {
 
 int cmd_inspect(const RecipeArgs& args) {
   auto l = load(args);
-  auto model = build_model(l->recipe, l->registry);
-  const std::string name = Registry::spec_name(l->recipe.root["model"]["backbone"]);
+  const BuiltModel built = build_model(l->recipe, l->registry);
+  const auto& model = built.module;
+  const std::string& name = built.backbone;
   const std::string tree = describe_tree(*model.ptr(), name);
   const ParamCount count = count_parameters(*model.ptr());
   if (args.json) {
@@ -140,6 +157,7 @@ int cmd_inspect(const RecipeArgs& args) {
       params.push_back({{"name", p.key()}, {"shape", p.value().sizes().vec()}, {"trainable", p.value().requires_grad()}});
     json out = {{"backbone", name},
                 {"tree", tree},
+                {"weights", report_json(built.weights)},
                 {"parameters", params},
                 {"total", count.total},
                 {"trainable", count.trainable}};
@@ -147,8 +165,32 @@ int cmd_inspect(const RecipeArgs& args) {
     return 0;
   }
   std::cout << tree << "\n";
+  if (built.weights) std::cout << built.weights->table();
   std::cout << fmt::format("Total params: {} ({})\nTrainable params: {} ({})\n", grouped(count.total),
                            millions(count.total), grouped(count.trainable), millions(count.trainable));
+  return 0;
+}
+
+int cmd_export(const std::string& checkpoint, const std::string& out) {
+  const StateDict weights = load_state_dict(checkpoint);
+  save_state_dict(weights, out);
+  std::cerr << "wrote " << out << ": " << weights.size() << " tensors (load with torch.load, weights_only=True)\n";
+  return 0;
+}
+
+int cmd_convert(const ConvertArgs& args) {
+  KeyMapping mapping;
+  mapping.strip_prefix = args.strip_prefix;
+  mapping.add_prefix = args.add_prefix;
+  mapping.exclude = args.exclude;
+  for (const auto& r : args.rename) {
+    const auto eq = r.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error::usage("--rename " + r + ": expected REGEX=REPLACEMENT");
+    mapping.rename.emplace_back(r.substr(0, eq), r.substr(eq + 1));
+  }
+  const StateDict weights = map_keys(load_state_dict(args.in), mapping);
+  save_state_dict(weights, args.out);
+  std::cerr << "wrote " << args.out << ": " << weights.size() << " tensors\n";
   return 0;
 }
 

@@ -13,9 +13,16 @@ struct RecipeArgs {
   bool json = false;
 };
 
+struct ConvertArgs {
+  std::string in, out, strip_prefix, add_prefix;
+  std::vector<std::string> rename, exclude;
+};
+
 int cmd_plugins(const std::string& kind, bool json);
 int cmd_check(const RecipeArgs& args);
 int cmd_inspect(const RecipeArgs& args);
+int cmd_export(const std::string& checkpoint, const std::string& out);
+int cmd_convert(const ConvertArgs& args);
 int cmd_version(bool json);
 
 }  // namespace graft::cli

@@ -47,6 +47,20 @@ int main(int argc, char** argv) {
   add_recipe_args(app.add_subcommand("check", "validate a recipe and resolve every plugin it names"), check_args);
   add_recipe_args(app.add_subcommand("inspect", "print the model a recipe builds"), inspect_args);
 
+  std::string export_in, export_out;
+  auto* exporter = app.add_subcommand("export", "write a checkpoint's weights as a plain state dict (.pth)");
+  exporter->add_option("checkpoint", export_in, "checkpoint or weights file")->required();
+  exporter->add_option("out", export_out, "output .pth")->required();
+
+  graft::cli::ConvertArgs convert_args;
+  auto* convert = app.add_subcommand("convert", "rewrite a weights file's keys");
+  convert->add_option("in", convert_args.in, "input .pth")->required();
+  convert->add_option("out", convert_args.out, "output .pth")->required();
+  convert->add_option("--strip-prefix", convert_args.strip_prefix, "remove this prefix where keys start with it");
+  convert->add_option("--add-prefix", convert_args.add_prefix, "prepend this to every key");
+  convert->add_option("--rename", convert_args.rename, "REGEX=REPLACEMENT, applied in order")->allow_extra_args(false);
+  convert->add_option("--exclude", convert_args.exclude, "glob of keys to drop")->allow_extra_args(false);
+
   auto* version = app.add_subcommand("version", "graft, plugin ABI and LibTorch versions");
   version->add_flag("--json", json, "print one JSON object on stdout");
 
@@ -64,6 +78,8 @@ int main(int argc, char** argv) {
     if (plugins->parsed()) return graft::cli::cmd_plugins(kind, json);
     if (app.got_subcommand("check")) return graft::cli::cmd_check(check_args);
     if (app.got_subcommand("inspect")) return graft::cli::cmd_inspect(inspect_args);
+    if (exporter->parsed()) return graft::cli::cmd_export(export_in, export_out);
+    if (convert->parsed()) return graft::cli::cmd_convert(convert_args);
     if (version->parsed()) return graft::cli::cmd_version(json);
   } catch (const graft::Error& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -9,6 +9,7 @@
 
 #include "graft/recipe.h"
 #include "graft/registry.h"
+#include "graft/weights.h"
 
 namespace graft {
 
@@ -35,7 +36,13 @@ const Schema& model_schema();
 /// keys) without building anything. Throws graft::Error (usage) at the first fault.
 Plan check_recipe(const Recipe& recipe, const Registry& registry);
 
-/// Builds the model the recipe describes.
-torch::nn::AnyModule build_model(const Recipe& recipe, const Registry& registry);
+struct BuiltModel {
+  torch::nn::AnyModule module;
+  std::string backbone;               ///< the backbone plugin's name
+  std::optional<LoadReport> weights;  ///< what loading `model.weights` did, when given
+};
+
+/// Builds the model the recipe describes: backbone, then its weights.
+BuiltModel build_model(const Recipe& recipe, const Registry& registry);
 
 }  // namespace graft

@@ -20,9 +20,8 @@
 extern "C" {
 __attribute__((visibility("default"))) extern const int graft_plugin_abi_version;
 __attribute__((visibility("default"))) extern const char graft_plugin_torch_version[];
-__attribute__((visibility("default"))) const int graft_plugin_abi_version = GRAFT_EXPORT_ABI_VERSION;
-__attribute__((visibility("default"))) const char graft_plugin_torch_version[] =
-    GRAFT_EXPORT_TORCH_VERSION;
+const int graft_plugin_abi_version = GRAFT_EXPORT_ABI_VERSION;
+const char graft_plugin_torch_version[] = GRAFT_EXPORT_TORCH_VERSION;
 }
 
 namespace graft::detail {
