@@ -74,6 +74,7 @@ template <class StdOf> void init_trunc_normal(nn::Module& root, StdOf std_of) {
 /// Conv2d (no bias) + BatchNorm2d(eps=0.001) + ReLU: GoogLeNet's and Inception v3's BasicConv2d.
 class BasicConv2dImpl : public Block<BasicConv2dImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "BasicConv2d"; }
   explicit BasicConv2dImpl(nn::Conv2dOptions options) {
     const auto out = options.out_channels();
     add("conv", nn::Conv2d(options.bias(false)));
@@ -92,6 +93,7 @@ inline BasicConv2d basic_conv(std::int64_t in, std::int64_t out, torch::Expandin
 /// (x - 0.5) / 0.5 normalisation their original weights were trained with. No tensors.
 class TransformInputImpl : public Block<TransformInputImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "TransformInput"; }
   torch::Tensor forward(torch::Tensor x) {
     return torch::cat({x.select(1, 0).unsqueeze(1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5,
                        x.select(1, 1).unsqueeze(1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5,

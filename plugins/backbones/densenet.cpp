@@ -11,6 +11,7 @@ namespace {
 
 class DenseLayerImpl : public Block<DenseLayerImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "_DenseLayer"; }
   DenseLayerImpl(std::int64_t in, std::int64_t growth_rate, std::int64_t bn_size, double drop_rate)
       : drop_rate_(drop_rate) {
     add("norm1", nn::BatchNorm2d(in));
@@ -37,6 +38,7 @@ TORCH_MODULE(DenseLayer);
 // output to the features so far.
 class DenseBlockImpl : public Block<DenseBlockImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "_DenseBlock"; }
   DenseBlockImpl(std::int64_t layers, std::int64_t in, std::int64_t bn_size, std::int64_t growth_rate,
                  double drop_rate) {
     for (std::int64_t i = 0; i < layers; ++i) {

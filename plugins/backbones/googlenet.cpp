@@ -13,6 +13,7 @@ namespace {
 
 class InceptionImpl : public Block<InceptionImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "Inception"; }
   InceptionImpl(std::int64_t in, std::int64_t ch1x1, std::int64_t ch3x3red, std::int64_t ch3x3,
                 std::int64_t ch5x5red, std::int64_t ch5x5, std::int64_t pool_proj) {
     add("branch1", basic_conv(in, ch1x1, 1));
@@ -30,6 +31,7 @@ TORCH_MODULE(Inception);
 
 class AuxHeadImpl : public Block<AuxHeadImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InceptionAux"; }
   AuxHeadImpl(std::int64_t in, std::int64_t num_classes, double dropout) {
     add("conv", basic_conv(in, 128, 1));
     add("fc1", nn::Linear(2048, 1024));

@@ -12,6 +12,7 @@ torch::Tensor max_pool_3x3_s2(const torch::Tensor& x) { return torch::max_pool2d
 
 class InceptionAImpl : public Block<InceptionAImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InceptionA"; }
   InceptionAImpl(std::int64_t in, std::int64_t pool_features) {
     add("branch1x1", basic_conv(in, 64, 1));
     add("branch5x5_1", basic_conv(in, 48, 1));
@@ -32,6 +33,7 @@ TORCH_MODULE(InceptionA);
 
 class InceptionBImpl : public Block<InceptionBImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InceptionB"; }
   explicit InceptionBImpl(std::int64_t in) {
     add("branch3x3", basic_conv(in, 384, 3, 2));
     add("branch3x3dbl_1", basic_conv(in, 64, 1));
@@ -49,6 +51,7 @@ TORCH_MODULE(InceptionB);
 
 class InceptionCImpl : public Block<InceptionCImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InceptionC"; }
   InceptionCImpl(std::int64_t in, std::int64_t c7) {
     add("branch1x1", basic_conv(in, 192, 1));
     add("branch7x7_1", basic_conv(in, c7, 1));
@@ -73,6 +76,7 @@ TORCH_MODULE(InceptionC);
 
 class InceptionDImpl : public Block<InceptionDImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InceptionD"; }
   explicit InceptionDImpl(std::int64_t in) {
     add("branch3x3_1", basic_conv(in, 192, 1));
     add("branch3x3_2", basic_conv(192, 320, 3, 2));
@@ -91,6 +95,7 @@ TORCH_MODULE(InceptionD);
 
 class InceptionEImpl : public Block<InceptionEImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InceptionE"; }
   explicit InceptionEImpl(std::int64_t in) {
     add("branch1x1", basic_conv(in, 320, 1));
     add("branch3x3_1", basic_conv(in, 384, 1));
@@ -114,6 +119,7 @@ TORCH_MODULE(InceptionE);
 
 class AuxLogitsImpl : public Block<AuxLogitsImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InceptionAux"; }
   AuxLogitsImpl(std::int64_t in, std::int64_t num_classes) {
     add("conv0", basic_conv(in, 128, 1));
     add("conv1", basic_conv(128, 768, 5));

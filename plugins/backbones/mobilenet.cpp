@@ -16,6 +16,7 @@ Stages conv_bn_relu6(std::int64_t in, std::int64_t out, std::int64_t kernel = 3,
 
 class InvertedResidualImpl : public Block<InvertedResidualImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "InvertedResidual"; }
   InvertedResidualImpl(std::int64_t in, std::int64_t out, std::int64_t stride, std::int64_t expand_ratio)
       : use_res_connect_(stride == 1 && in == out) {
     const auto hidden = in * expand_ratio;

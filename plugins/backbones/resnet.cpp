@@ -16,6 +16,7 @@ nn::Conv2d conv1x1(std::int64_t in, std::int64_t out, std::int64_t stride = 1) {
 
 class BasicBlockImpl : public Block<BasicBlockImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "BasicBlock"; }
   BasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride, Stages downsample) {
     add("conv1", conv3x3(inplanes, planes, stride));
     add("bn1", nn::BatchNorm2d(planes));
@@ -34,6 +35,7 @@ TORCH_MODULE(BasicBlock);
 
 class BottleneckImpl : public Block<BottleneckImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "Bottleneck"; }
   static constexpr std::int64_t expansion = 4;
   BottleneckImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride, std::int64_t groups,
                  std::int64_t base_width, Stages downsample) {

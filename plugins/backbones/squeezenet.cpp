@@ -7,6 +7,7 @@ namespace {
 
 class FireImpl : public Block<FireImpl> {
  public:
+  void pretty_print(std::ostream& os) const override { os << "Fire"; }
   FireImpl(std::int64_t in, std::int64_t squeeze, std::int64_t expand1x1, std::int64_t expand3x3) {
     add("squeeze", nn::Conv2d(nn::Conv2dOptions(in, squeeze, 1)));
     add("squeeze_activation", nn::ReLU());

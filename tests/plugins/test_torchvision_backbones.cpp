@@ -241,3 +241,11 @@ BOOST_AUTO_TEST_CASE(bad_options_fail_at_their_key) {
   fails_with("{name: googlenet, in_channels: 1, transform_input: true}", "transform_input: needs 3 input channels");
   fails_with("{name: inception_v3, aux_logit: true}", "did you mean 'aux_logits'");
 }
+
+BOOST_AUTO_TEST_CASE(blocks_print_as_torchvision_names_them) {
+  const auto resnet = graft::describe_tree(*make(json{{"name", "resnet18"}}).ptr());
+  BOOST_TEST(graft::test::contains(resnet, "(0): BasicBlock(\n"), resnet);
+  const auto densenet = graft::describe_tree(*make(json{{"name", "densenet121"}}).ptr());
+  BOOST_TEST(graft::test::contains(densenet, "(denseblock1): _DenseBlock(\n"));
+  BOOST_TEST(graft::test::contains(densenet, "(denselayer1): _DenseLayer(\n"));
+}
