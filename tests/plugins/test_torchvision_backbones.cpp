@@ -52,7 +52,7 @@ const std::vector<Case>& cases() {
     add("resnet18_gray_10", {{"name", "resnet18"}, {"in_channels", 1}, {"num_classes", 10}}, {2, 1, 64, 64});
     add("resnet50_10", {{"name", "resnet50"}, {"num_classes", 10}});
     add("vgg11_bn_gray_10", {{"name", "vgg11_bn"}, {"in_channels", 1}, {"num_classes", 10}});
-    add("alexnet_gray_10", {{"name", "alexnet"}, {"in_channels", 1}, {"num_classes", 10}}, {2, 1, 64, 64});
+    add("alexnet_gray_10", {{"name", "alexnet"}, {"in_channels", 1}, {"num_classes", 10}});
     add("densenet121_gray_dropout", {{"name", "densenet121"}, {"in_channels", 1}, {"dropout", 0.2}},
         {2, 1, 64, 64});
     add("squeezenet1_1_gray_10", {{"name", "squeezenet1_1"}, {"in_channels", 1}, {"num_classes", 10}},
