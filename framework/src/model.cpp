@@ -92,6 +92,14 @@ void print_tree(const torch::nn::Module& m, const std::string& root_name, std::o
 }
 }  // namespace
 
+std::string type_name(const torch::nn::Module& module) {
+  std::string name = module.name();
+  const auto colon = name.rfind("::");
+  if (colon != std::string::npos) name = name.substr(colon + 2);
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0) name.resize(name.size() - 4);
+  return name;
+}
+
 std::string describe_tree(const torch::nn::Module& model, const std::string& root_name) {
   std::ostringstream os;
   print_tree(model, root_name, os, 0);

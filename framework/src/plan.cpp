@@ -19,6 +19,10 @@ const Schema& model_schema() {
       KeySpec::required_key("backbone", ValueType::any, "backbone plugin: a name, or a map with name: and its keys"),
       KeySpec("weights", ValueType::any, "~",
               "pretrained weights: a .pth path, torchvision:NAME, an http(s) URL, or a map with from: and key mapping"),
+      KeySpec("num_classes", ValueType::integer, "~", "replace the head (after loading weights) for this many classes"),
+      KeySpec("in_channels", ValueType::integer, "~", "adapt the first conv (after loading weights) to this many inputs"),
+      KeySpec("input_shape", ValueType::int_list, "~", "one sample's shape [C, H, W] for dry runs (default [C, 224, 224])"),
+      KeySpec("surgery", ValueType::section, "~", "edits of the model tree by dotted path, in order"),
   };
   return schema;
 }
@@ -39,27 +43,10 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry) {
   const Config model = root["model"].validated(model_schema(), "model");
   plan.plugins.push_back(resolve(registry, Kind::backbone, model["backbone"]));
   if (!model["weights"].is_null()) parse_weights_spec(model["weights"]);
-  return plan;
-}
-
-BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
-  check_recipe(recipe, registry);
-  const Config model = recipe.root["model"];
-  BuiltModel built;
-  built.module = registry.create<Kind::backbone>(model["backbone"]);
-  built.backbone = Registry::spec_name(model["backbone"]);
-  if (!model["weights"].is_null()) {
-    const WeightsSpec spec = parse_weights_spec(model["weights"]);
-    std::string path;
-    try {
-      path = resolve_weights(spec.source);
-    } catch (const Error& e) {
-      throw Error(e.kind(), e.message(), model["weights"].where());
-    }
-    const StateDict file = map_keys(load_state_dict(path), spec.mapping);
-    built.weights = load_weights(*built.module.ptr(), file, spec.strict, path);
+  for (const auto& op : surgery_ops(model)) {
+    if (!op.with.is_null()) plan.plugins.push_back(resolve(registry, Kind::module, op.with));
   }
-  return built;
+  return plan;
 }
 
 }  // namespace graft

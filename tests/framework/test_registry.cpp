@@ -87,7 +87,8 @@ BOOST_AUTO_TEST_CASE(unknown_plugin_lists_and_suggests) {
   r.scan({builtin_dir()});
   const auto e = error_of([&] { r.create<Kind::backbone>(yaml("name: lenett\n")); });
   BOOST_TEST(e.exit_code() == 2);
-  BOOST_TEST(contains(e.what(), "test.yaml:1:7: name: unknown backbone 'lenett' (did you mean 'lenet'?); known: lenet, mlp, simple_cnn"));
+  BOOST_TEST(contains(e.what(), "test.yaml:1:7: name: unknown backbone 'lenett' (did you mean 'lenet'?); known: "));
+  BOOST_TEST(contains(e.what(), "lenet, mlp,"));
   const auto none = error_of([&] { r.create_any(Kind::optimizer, yaml("name: sgd\n")); });
   BOOST_TEST(contains(none.what(), "no optimizer plugin is installed"));
 }

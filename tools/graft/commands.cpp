@@ -129,6 +129,7 @@ int cmd_check(const RecipeArgs& args) {
                 {"seed", plan.seed},
                 {"plugins", plugins},
                 {"weights", report_json(built.weights)},
+                {"changes", built.changes},
                 {"parameters", {{"total", count.total}, {"trainable", count.trainable}}}};
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -138,6 +139,7 @@ int cmd_check(const RecipeArgs& args) {
   for (const auto& u : plan.plugins)
     std::cout << fmt::format("{:<11} {:<16} {:<20} [{}]\n", kind_name(u.kind), u.name, u.path, file_name(u.library));
   if (built.weights) std::cout << built.weights->table();
+  for (const auto& change : built.changes) std::cout << "change      " << change << "\n";
   std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", grouped(count.total), millions(count.total),
                            grouped(count.trainable), millions(count.trainable));
   std::cout << "ok\n";
@@ -158,6 +160,7 @@ int cmd_inspect(const RecipeArgs& args) {
     json out = {{"backbone", name},
                 {"tree", tree},
                 {"weights", report_json(built.weights)},
+                {"changes", built.changes},
                 {"parameters", params},
                 {"total", count.total},
                 {"trainable", count.trainable}};
@@ -166,6 +169,7 @@ int cmd_inspect(const RecipeArgs& args) {
   }
   std::cout << tree << "\n";
   if (built.weights) std::cout << built.weights->table();
+  for (const auto& change : built.changes) std::cout << change << "\n";
   std::cout << fmt::format("Total params: {} ({})\nTrainable params: {} ({})\n", grouped(count.total),
                            millions(count.total), grouped(count.trainable), millions(count.trainable));
   return 0;

@@ -67,13 +67,21 @@ TORCH_MODULE(Stages);
 ///     BasicBlockImpl(...) { add("conv1", nn::Conv2d(...)); add("bn1", nn::BatchNorm2d(c)); ... }
 ///     torch::Tensor forward(torch::Tensor x) { auto y = call("conv1", x); ... }
 ///   };
-template <class Derived> class Block : public torch::nn::Cloneable<Derived> {
+/// What surgery needs of any Block, whatever its type.
+class BlockBase {
+ public:
+  virtual ~BlockBase() = default;
+  virtual bool has_child(const std::string& name) const = 0;
+  /// Replaces a child, keeping its name and position.
+  virtual void replace_child(const std::string& name, torch::nn::AnyModule module) = 0;
+};
+
+template <class Derived> class Block : public torch::nn::Cloneable<Derived>, public BlockBase {
  public:
   void reset() override {}
 
-  bool has_child(const std::string& name) const { return find(name) != nullptr; }
-  /// Replaces a child, keeping its name and position.
-  void replace_child(const std::string& name, torch::nn::AnyModule module) {
+  bool has_child(const std::string& name) const override { return find(name) != nullptr; }
+  void replace_child(const std::string& name, torch::nn::AnyModule module) override {
     auto* slot = find(name);
     if (!slot) throw Error::usage("no child called '" + name + "'");
     *slot = std::move(module);
@@ -123,6 +131,9 @@ template <class Derived> class Block : public torch::nn::Cloneable<Derived> {
 
 template <> struct ProductOf<Kind::backbone> { using type = torch::nn::AnyModule; };
 template <> struct ProductOf<Kind::module> { using type = torch::nn::AnyModule; };
+
+/// A module's type as torchvision names it: "Conv2d", "BatchNorm2d", "BasicBlock", "Stages".
+std::string type_name(const torch::nn::Module& module);
 
 /// The model as Python's print(model) shows it: one line per module, children indented.
 std::string describe_tree(const torch::nn::Module& model, const std::string& root_name = "");
