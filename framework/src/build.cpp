@@ -4,11 +4,14 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <functional>
 #include <set>
 
+#include "graft/init.h"
 #include "graft/plan.h"
 #include "graft/recipe.h"
 #include "graft/surgery.h"
+#include "graft/weights.h"
 
 namespace nn = torch::nn;
 
@@ -62,6 +65,82 @@ nn::Conv2d conv_like(const nn::Conv2dImpl& old, std::int64_t in, std::int64_t ou
 
 std::string shape_str(const std::vector<std::int64_t>& s) { return "[" + fmt::format("{}", fmt::join(s, ", ")) + "]"; }
 
+void walk(nn::Module& m, const std::string& path, const std::function<void(const std::string&, nn::Module&)>& f) {
+  f(path, m);
+  for (const auto& c : m.named_children()) walk(*c.value(), path.empty() ? c.key() : path + "." + c.key(), f);
+}
+
+// `model.init`: rules choosing modules by type and/or path glob, then an initializer per
+// parameter name. By default only tensors that were not loaded are touched.
+void apply_init_rules(const Config& model, const Registry& registry, nn::Module& root, BuiltModel& built) {
+  const Config rules = model["init"];
+  if (rules.is_null()) return;
+  if (!rules.is_list()) rules.fail("expected a list of rules (- modules: Conv2d, weight: kaiming_normal, bias: zeros)");
+  torch::NoGradGuard no_grad;
+  for (const auto& rule : rules.items()) {
+    if (!rule.is_map()) rule.fail("expected a map: modules:/names:, only:, then parameter: initializer");
+    auto strings = [&](const std::string& key) {
+      std::vector<std::string> out;
+      const Config v = rule[key];
+      if (v.is_null()) return out;
+      if (v.is_scalar()) out.push_back(v.as<std::string>());
+      else out = v.as<std::vector<std::string>>();
+      return out;
+    };
+    const auto types = strings("modules");
+    const auto names = strings("names");
+    if (types.empty() && names.empty()) rule.fail("selects no modules: give modules: (types such as Conv2d) and/or names: (path globs)");
+    const std::string only = rule.has("only") ? rule.get<std::string>("only") : "new";
+    if (only != "new" && only != "all") rule["only"].fail("must be 'new' (not loaded from weights) or 'all', got '" + only + "'");
+
+    std::vector<std::pair<std::string, InitFn>> inits;
+    for (const auto& key : rule.keys()) {
+      if (key == "modules" || key == "names" || key == "only") continue;
+      inits.emplace_back(key, registry.create<Kind::initializer>(rule[key]));
+    }
+    if (inits.empty()) rule.fail("names no parameter to initialise (weight: ..., bias: ...)");
+
+    std::size_t matched_modules = 0, filled = 0, skipped_loaded = 0;
+    std::set<std::string> seen_params;
+    walk(root, "", [&](const std::string& path, nn::Module& m) {
+      if (!types.empty() && std::find(types.begin(), types.end(), type_name(m)) == types.end()) return;
+      if (!names.empty() && std::none_of(names.begin(), names.end(), [&](const std::string& g) { return glob_match(g, path); })) return;
+      ++matched_modules;
+      auto tensors = m.named_parameters(false);
+      for (const auto& b : m.named_buffers(false)) tensors.insert(b.key(), b.value());
+      for (auto& [param, fn] : inits) {
+        auto* t = tensors.find(param);
+        if (!t) continue;
+        seen_params.insert(param);
+        const std::string full = path.empty() ? param : path + "." + param;
+        if (only == "new" && built.origin[full] != "new") {
+          ++skipped_loaded;
+          continue;
+        }
+        try {
+          fn(*t);
+        } catch (const Error& e) {
+          rule[param].fail(full + ": " + e.message());
+        }
+        built.origin[full] = "initialised";
+        ++filled;
+      }
+    });
+    const std::string what = (types.empty() ? "" : fmt::format("{}", fmt::join(types, "/"))) +
+                             (names.empty() ? "" : (types.empty() ? "" : " ") + fmt::format("named {}", fmt::join(names, ", ")));
+    if (matched_modules == 0) rule.fail("selects nothing: the model has no " + what + " module");
+    for (const auto& [param, fn] : inits) {
+      // `bias` may be absent everywhere (convs before BatchNorm): Python's `if m.bias is not None`.
+      if (!seen_params.count(param) && param != "bias") rule[param].fail("no selected " + what + " module has a parameter '" + param + "'");
+    }
+    if (filled == 0)
+      rule.fail(fmt::format("selects nothing new: all {} {} tensors were loaded from the weights (only: new); "
+                            "add only: all to re-initialise them", skipped_loaded, what));
+    built.changes.push_back(fmt::format("init: {} tensors of {} {} modules initialised ({})", filled, matched_modules, what,
+                                        only == "new" ? "only new" : "all"));
+  }
+}
+
 }  // namespace
 
 std::vector<SurgeryOp> surgery_ops(const Config& model) {
@@ -96,6 +175,8 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
   check_recipe(recipe, registry);
   const Config model = recipe.root["model"];
   BuiltModel built;
+  // Every random draw of the build (fresh layers, init rules) follows the recipe's seed.
+  torch::manual_seed(static_cast<std::uint64_t>(recipe.root.get<std::int64_t>("seed", 0)));
   built.module = registry.create<Kind::backbone>(model["backbone"]);
   built.backbone = Registry::spec_name(model["backbone"]);
   nn::Module& root = *built.module.ptr();
@@ -275,6 +356,7 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
     const void* impl = item.value().unsafeGetTensorImpl();
     built.origin[item.key()] = adapted.count(impl) ? "adapted" : loaded.count(impl) ? "loaded" : "new";
   }
+  apply_init_rules(model, registry, root, built);
   return built;
 }
 

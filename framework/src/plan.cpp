@@ -23,6 +23,7 @@ const Schema& model_schema() {
       KeySpec("in_channels", ValueType::integer, "~", "adapt the first conv (after loading weights) to this many inputs"),
       KeySpec("input_shape", ValueType::int_list, "~", "one sample's shape [C, H, W] for dry runs (default [C, 224, 224])"),
       KeySpec("surgery", ValueType::section, "~", "edits of the model tree by dotted path, in order"),
+      KeySpec("init", ValueType::section, "~", "initialisation rules: modules:/names:, only: new|all, param: initializer"),
   };
   return schema;
 }

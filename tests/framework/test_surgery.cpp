@@ -149,3 +149,45 @@ BOOST_AUTO_TEST_CASE(surgery_errors_name_the_step) {
   BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {replace: fc, with: {name: lineer, out_features: 3}}\n"),
                       "unknown module 'lineer' (did you mean 'linear'?)"));
 }
+
+BOOST_AUTO_TEST_CASE(seed000_and_seed002_init_rules) {
+  // seed 002's "common practise" loop, as one recipe block, on a model whose backbone is
+  // loaded: only the new head is initialised unless only: all is given.
+  const std::string rules =
+      "  init:\n"
+      "    - {modules: Conv2d, weight: {name: kaiming_normal, mode: fan_out, nonlinearity: relu}, bias: {name: constant, val: 0.0}}\n"
+      "    - {modules: BatchNorm2d, weight: {name: constant, val: 1.0}, bias: {name: constant, val: 0.0}, only: all}\n"
+      "    - {modules: Linear, weight: xavier_normal, bias: {name: constant, val: 0.0}}\n";
+  const auto loaded = graft::load_state_dict(oracle()("resnet18.pth"));
+  auto built = build("model:\n  backbone: resnet18\n  weights: " + oracle()("resnet18.pth") +
+                     "\n  num_classes: 10\n  surgery:\n    - {insert_before: fc, name: proj, with: {name: linear, out_features: 512}}\n" +
+                     rules.substr(0, rules.find("    - {modules: Conv2d")) +
+                     rules.substr(rules.find("    - {modules: BatchNorm2d")));
+  const auto sd = graft::state_dict(*built.module.ptr());
+  BOOST_TEST(torch::equal(sd["conv1.weight"], loaded["conv1.weight"]));  // loaded: untouched
+  BOOST_TEST(torch::equal(sd["bn1.weight"], torch::ones({64})));         // only: all
+  BOOST_TEST(built.origin.at("bn1.weight") == "initialised");
+  BOOST_TEST(built.origin.at("fc.weight") == "initialised");
+  BOOST_TEST(built.origin.at("proj.weight") == "initialised");
+  BOOST_TEST(torch::equal(sd["fc.bias"], torch::zeros({10})));
+  const double std = sd["proj.weight"].std().item<double>();
+  BOOST_TEST(std::abs(std - std::sqrt(2.0 / (512 + 512))) < 0.003);  // xavier_normal, gain 1
+
+  // A rule that only finds loaded tensors is an error, not a silent no-op.
+  BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  weights: " + oracle()("resnet18.pth") + "\n" + rules),
+                      "model.init.0: selects nothing new: all 20 Conv2d tensors were loaded from the weights (only: new); add only: all"));
+  // seed 000's init_weights from scratch: every Conv2d and Linear is new
+  auto scratch = build("seed: 3\nmodel:\n  backbone: resnet18\n" + rules);
+  const auto s2 = graft::state_dict(*scratch.module.ptr());
+  const double conv_std = s2["layer1.0.conv1.weight"].std().item<double>();
+  BOOST_TEST(std::abs(conv_std - std::sqrt(2.0 / (64 * 9))) < 0.005);  // kaiming fan_out, relu
+  BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  init:\n    - {modules: Conv3d, weight: zeros}\n"),
+                      "selects nothing: the model has no Conv3d module"));
+  BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  init:\n    - {modules: Linear, wieght: zeros}\n"),
+                      "no selected Linear module has a parameter 'wieght'"));
+  BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  init:\n    - {names: 'fc', weight: {name: normal, std: -1}}\n"),
+                      "std"));
+  // the same seed gives the same model
+  auto again = build("seed: 3\nmodel:\n  backbone: resnet18\n" + rules);
+  BOOST_TEST(torch::equal(graft::state_dict(*again.module.ptr())["fc.weight"], s2["fc.weight"]));
+}
