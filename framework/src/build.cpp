@@ -276,7 +276,13 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
         break;
       }
     }
-    built.input_shape = {channels, 224, 224};
+    // A backbone with an `input_size` key (the small nets) says its own; else ImageNet's.
+    std::int64_t size = 224;
+    const Config backbone = registry.validated_spec(Kind::backbone, model["backbone"]);
+    const auto& keys = registry.find(Kind::backbone, built.backbone)->entry.keys;
+    if (std::any_of(keys.begin(), keys.end(), [](const KeySpec& k) { return k.name == "input_size"; }))
+      size = backbone.get<std::int64_t>("input_size");
+    built.input_shape = {channels, size, size};
   }
 
   for (const auto& op : surgery_ops(model)) {

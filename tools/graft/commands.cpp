@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "graft/model.h"
@@ -12,6 +13,7 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "graft/serialize.h"
+#include "graft/summary.h"
 #include "graft/version.h"
 #include "graft/weights.h"
 
@@ -148,30 +150,64 @@ int cmd_check(const RecipeArgs& args) {
 
 int cmd_inspect(const RecipeArgs& args) {
   auto l = load(args);
-  const BuiltModel built = build_model(l->recipe, l->registry);
-  const auto& model = built.module;
+  BuiltModel built = build_model(l->recipe, l->registry);
+  auto& model = built.module;
   const std::string& name = built.backbone;
   const std::string tree = describe_tree(*model.ptr(), name);
   const ParamCount count = count_parameters(*model.ptr());
+  const auto input = args.input_shape.empty() ? built.input_shape : args.input_shape;
+  std::vector<SummaryRow> rows;
+  if (args.summary) rows = summarize(model, input, built.origin);
+  if (!args.dot_file.empty()) {
+    std::ofstream dot(args.dot_file);
+    dot << to_dot(model, name);
+    if (!dot) throw Error::usage("--dot: cannot write " + args.dot_file);
+  }
   if (args.json) {
     json params = json::array();
     for (const auto& p : model.ptr()->named_parameters())
-      params.push_back({{"name", p.key()}, {"shape", p.value().sizes().vec()}, {"trainable", p.value().requires_grad()}});
+      params.push_back({{"name", p.key()},
+                        {"shape", p.value().sizes().vec()},
+                        {"trainable", p.value().requires_grad()},
+                        {"origin", built.origin.count(p.key()) ? built.origin.at(p.key()) : ""}});
     json out = {{"backbone", name},
                 {"tree", tree},
                 {"weights", report_json(built.weights)},
                 {"changes", built.changes},
                 {"parameters", params},
                 {"total", count.total},
-                {"trainable", count.trainable}};
+                {"trainable", count.trainable},
+                {"input_shape", input}};
+    if (args.summary) {
+      json table = json::array();
+      for (const auto& r : rows)
+        table.push_back({{"path", r.path}, {"type", r.type}, {"depth", r.depth}, {"output_shape", r.output_shape},
+                         {"params", r.params}, {"trainable", r.trainable}, {"origin", r.origin}});
+      out["summary"] = table;
+    }
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::cout << tree << "\n";
+  if (args.summary) {
+    std::cout << fmt::format("{:<44} {:<18} {:<20} {:>12} {:>12}  {}\n", "Layer (path)", "Type", "Output shape",
+                             "Param #", "Trainable", "Origin");
+    std::cout << std::string(118, '=') << "\n";
+    for (const auto& r : rows) {
+      const std::string shape = r.output_shape.empty() ? "" : fmt::format("[{}]", fmt::join(r.output_shape, ", "));
+      std::cout << fmt::format("{:<44} {:<18} {:<20} {:>12} {:>12}  {}\n", std::string(2 * r.depth, ' ') + r.path, r.type,
+                               shape, grouped(r.params), grouped(r.trainable), r.origin);
+    }
+    std::cout << std::string(118, '=') << "\n";
+    std::cout << fmt::format("Input shape: [1, {}]\n", fmt::join(input, ", "));
+  } else {
+    std::cout << tree << "\n";
+  }
   if (built.weights) std::cout << built.weights->table();
   for (const auto& change : built.changes) std::cout << change << "\n";
-  std::cout << fmt::format("Total params: {} ({})\nTrainable params: {} ({})\n", grouped(count.total),
-                           millions(count.total), grouped(count.trainable), millions(count.trainable));
+  std::cout << fmt::format("Total params: {} ({})\nTrainable params: {} ({})\nNon-trainable params: {}\n",
+                           grouped(count.total), millions(count.total), grouped(count.trainable),
+                           millions(count.trainable), grouped(count.total - count.trainable));
+  if (!args.dot_file.empty()) std::cerr << "wrote " << args.dot_file << "\n";
   return 0;
 }
 

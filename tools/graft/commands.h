@@ -2,6 +2,7 @@
 // the user can fix (main turns those into one line and exit code 2).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,10 @@ struct RecipeArgs {
   std::string recipe;
   std::vector<std::string> overrides;
   bool json = false;
+  // inspect only
+  bool summary = false;
+  std::string dot_file;
+  std::vector<std::int64_t> input_shape;
 };
 
 struct ConvertArgs {

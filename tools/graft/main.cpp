@@ -45,7 +45,13 @@ int main(int argc, char** argv) {
 
   graft::cli::RecipeArgs check_args, inspect_args;
   add_recipe_args(app.add_subcommand("check", "validate a recipe and resolve every plugin it names"), check_args);
-  add_recipe_args(app.add_subcommand("inspect", "print the model a recipe builds"), inspect_args);
+  auto* inspect = app.add_subcommand("inspect", "print the model a recipe builds");
+  add_recipe_args(inspect, inspect_args);
+  inspect->add_flag("--summary", inspect_args.summary, "a table: path, type, output shape, params, trainable, origin");
+  inspect->add_option("--dot", inspect_args.dot_file, "write a Graphviz graph of the stages to FILE");
+  inspect->add_option("--input-shape", inspect_args.input_shape, "one sample's shape, e.g. 3,224,224 (default: model.input_shape)")
+      ->delimiter(',')
+      ->expected(1, 4);
 
   std::string export_in, export_out;
   auto* exporter = app.add_subcommand("export", "write a checkpoint's weights as a plain state dict (.pth)");
