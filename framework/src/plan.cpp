@@ -10,6 +10,7 @@ const Schema& recipe_schema() {
       KeySpec("plugins", std::vector<std::string>{}, "extra plugin libraries or directories, relative to the recipe"),
       KeySpec("seed", 0, "seed of every random draw of the run"),
       KeySpec::required_key("model", ValueType::section, "the network: backbone, weights, surgery, ..."),
+      KeySpec("optimizer", ValueType::any, "~", "optimizer plugin with its keys and groups: rules"),
   };
   return schema;
 }
@@ -24,6 +25,7 @@ const Schema& model_schema() {
       KeySpec("input_shape", ValueType::int_list, "~", "one sample's shape [C, H, W] for dry runs (default [C, 224, 224])"),
       KeySpec("surgery", ValueType::section, "~", "edits of the model tree by dotted path, in order"),
       KeySpec("init", ValueType::section, "~", "initialisation rules: modules:/names:, only: new|all, param: initializer"),
+      KeySpec("freeze", ValueType::section, "~", "freezing policies (freezer plugins), applied together"),
   };
   return schema;
 }
@@ -46,6 +48,14 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry) {
   if (!model["weights"].is_null()) parse_weights_spec(model["weights"]);
   for (const auto& op : surgery_ops(model)) {
     if (!op.with.is_null()) plan.plugins.push_back(resolve(registry, Kind::module, op.with));
+  }
+  const Config freeze = model["freeze"];
+  if (!freeze.is_null() && !freeze.is_list()) freeze.fail("expected a list of freezing policies");
+  for (const auto& f : freeze.items()) plan.plugins.push_back(resolve(registry, Kind::freezer, f));
+  if (!root["optimizer"].is_null()) {
+    const Config checked = registry.validated_spec(Kind::optimizer, root["optimizer"], {"groups"});
+    const auto* plugin = registry.find(Kind::optimizer, Registry::spec_name(root["optimizer"]));
+    plan.plugins.push_back(PluginUse{Kind::optimizer, plugin->entry.name, plugin->library, "optimizer", root["optimizer"].where()});
   }
   return plan;
 }

@@ -205,15 +205,17 @@ std::string Registry::spec_name(const Config& spec) {
   spec.fail("expected a plugin name or a map with 'name:' and its settings");
 }
 
-Config Registry::validated_spec(Kind kind, const Config& spec) const {
+Config Registry::validated_spec(Kind kind, const Config& spec, const std::vector<std::string>& extra) const {
   const auto& plugin = get(kind, spec_name(spec), spec.is_map() ? spec["name"] : spec);
   const std::string what = std::string(kind_name(kind)) + " " + plugin.entry.name;
   if (spec.is_scalar()) return Config(detail::null_node(spec.where()), spec.path()).validated(plugin.entry.keys, what);
-  return spec.validated(plugin.entry.keys, what, {"name"});
+  std::vector<std::string> allowed = extra;
+  allowed.push_back("name");
+  return spec.validated(plugin.entry.keys, what, allowed);
 }
 
-std::any Registry::create_any(Kind kind, const Config& spec) const {
-  const Config config = validated_spec(kind, spec);
+std::any Registry::create_any(Kind kind, const Config& spec, const std::vector<std::string>& extra) const {
+  const Config config = validated_spec(kind, spec, extra);
   const auto& plugin = *find(kind, spec_name(spec));
   const std::string who = std::string(kind_name(kind)) + " '" + plugin.entry.name + "' (" +
                           fs::path(plugin.library).filename().string() + ")";

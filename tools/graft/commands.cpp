@@ -117,8 +117,34 @@ int cmd_plugins(const std::string& kind_filter, bool as_json) {
 int cmd_check(const RecipeArgs& args) {
   auto l = load(args);
   const Plan plan = check_recipe(l->recipe, l->registry);
-  const BuiltModel built = build_model(l->recipe, l->registry);
-  const ParamCount count = count_parameters(*built.module.ptr());
+  BuiltModel built = build_model(l->recipe, l->registry);
+  auto& model = *built.module.ptr();
+  const FreezeState frozen = freeze_state(make_freezers(l->recipe, l->registry), model_info(model), 0, 0);
+  apply_freeze(model, frozen);
+  std::optional<OptimizerPlan> optimizer_plan;
+  json groups = json::array();
+  std::string groups_text;
+  if (!l->recipe.root["optimizer"].is_null()) {
+    optimizer_plan = plan_optimizer(l->recipe, l->registry, model, frozen);
+    const auto optimizer = make_optimizer(l->recipe, l->registry, *optimizer_plan);
+    // report what the optimizer really holds, group by group
+    for (std::size_t k = 0; k < optimizer->param_groups().size(); ++k) {
+      const auto& g = optimizer->param_groups()[k];
+      const auto settings = group_settings(g);
+      std::int64_t n = 0;
+      for (const auto& t : g.params()) n += t.numel();
+      const auto& planned = optimizer_plan->groups[k];
+      groups.push_back({{"name", planned.name}, {"tensors", g.params().size()}, {"params", n}, {"lr", settings.lr},
+                        {"weight_decay", settings.weight_decay},
+                        {"momentum", settings.momentum ? json(*settings.momentum) : json(nullptr)}});
+      groups_text += fmt::format("group       {:<16} {:>4} tensors {:>12} params  lr {:<10g} weight_decay {:<8g}{}\n",
+                                 planned.name, g.params().size(), grouped(n), settings.lr, settings.weight_decay,
+                                 settings.momentum ? fmt::format(" momentum {:g}", *settings.momentum) : "");
+    }
+  }
+  std::map<std::string, std::int64_t> origins;
+  for (const auto& p : model.named_parameters()) origins[built.origin[p.key()]] += 1;
+  const ParamCount count = count_parameters(model);
 
   if (args.json) {
     json plugins = json::array();
@@ -132,6 +158,11 @@ int cmd_check(const RecipeArgs& args) {
                 {"plugins", plugins},
                 {"weights", report_json(built.weights)},
                 {"changes", built.changes},
+                {"origins", origins},
+                {"frozen", frozen.frozen},
+                {"eval_modules", frozen.eval_modules},
+                {"optimizer", optimizer_plan ? json(optimizer_plan->optimizer) : json(nullptr)},
+                {"groups", groups},
                 {"parameters", {{"total", count.total}, {"trainable", count.trainable}}}};
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -142,6 +173,12 @@ int cmd_check(const RecipeArgs& args) {
     std::cout << fmt::format("{:<11} {:<16} {:<20} [{}]\n", kind_name(u.kind), u.name, u.path, file_name(u.library));
   if (built.weights) std::cout << built.weights->table();
   for (const auto& change : built.changes) std::cout << "change      " << change << "\n";
+  std::string origin_text;
+  for (const auto& [origin, n] : origins) origin_text += fmt::format("{}{} {}", origin_text.empty() ? "" : ", ", n, origin);
+  std::cout << "tensors     " << origin_text << (frozen.frozen.empty() ? "" : fmt::format("; {} frozen", frozen.frozen.size()))
+            << (frozen.eval_modules.empty() ? "" : fmt::format("; {} BatchNorm kept in eval mode", frozen.eval_modules.size()))
+            << "\n";
+  if (optimizer_plan) std::cout << "optimizer   " << optimizer_plan->optimizer << "\n" << groups_text;
   std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", grouped(count.total), millions(count.total),
                            grouped(count.trainable), millions(count.trainable));
   std::cout << "ok\n";

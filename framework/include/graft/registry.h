@@ -53,15 +53,16 @@ class Registry {
 
   /// Validates `spec` (a map with `name:` plus the plugin's keys, or a bare name) against
   /// the plugin's schema and calls its factory. Errors name the plugin and its library.
-  std::any create_any(Kind kind, const Config& spec) const;
-  template <Kind K> product_t<K> create(const Config& spec) const {
-    return std::any_cast<product_t<K>>(create_any(K, spec));
+  /// `extra` names keys of the spec that the caller consumes itself (e.g. optimizer `groups`).
+  std::any create_any(Kind kind, const Config& spec, const std::vector<std::string>& extra = {}) const;
+  template <Kind K> product_t<K> create(const Config& spec, const std::vector<std::string>& extra = {}) const {
+    return std::any_cast<product_t<K>>(create_any(K, spec, extra));
   }
 
   /// The name a plugin spec refers to: `spec` itself when scalar, else its `name:` key.
   static std::string spec_name(const Config& spec);
   /// The spec validated against its plugin's schema (what the factory will see).
-  Config validated_spec(Kind kind, const Config& spec) const;
+  Config validated_spec(Kind kind, const Config& spec, const std::vector<std::string>& extra = {}) const;
 
  private:
   struct Impl;

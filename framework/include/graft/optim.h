@@ -1,0 +1,41 @@
+// Optimizer plugins. The recipe's `optimizer.groups` rules split the trainable parameters
+// into groups (by glob on names, `bias` / `norm` shortcuts; first matching rule wins);
+// the plugin turns the groups into a LibTorch optimizer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/optim/optimizer.h>
+
+#include "graft/plugin.h"
+
+namespace graft {
+
+struct ParamGroup {
+  std::string name;                    ///< "default", the rule's index or pattern, "unfrozen@3"
+  std::vector<std::string> names;      ///< parameter names, in state-dict order
+  std::vector<torch::Tensor> params;
+  double lr = 0;
+  double weight_decay = 0;
+  std::optional<double> momentum;      ///< a rule's own momentum, when it sets one
+};
+
+/// Builds the optimizer for these groups; the plugin's own keys (momentum, betas, ...) are
+/// its defaults, and a group's lr / weight_decay / momentum override them.
+using OptimizerFactory = std::function<std::unique_ptr<torch::optim::Optimizer>(const std::vector<ParamGroup>&)>;
+
+template <> struct ProductOf<Kind::optimizer> { using type = OptimizerFactory; };
+
+/// The lr / weight_decay / momentum a LibTorch param group holds (for reports and tests).
+struct GroupSettings {
+  double lr = 0;
+  double weight_decay = 0;
+  std::optional<double> momentum;
+};
+GroupSettings group_settings(const torch::optim::OptimizerParamGroup& group);
+
+}  // namespace graft

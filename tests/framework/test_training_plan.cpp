@@ -1,0 +1,168 @@
+// Freezing policies and optimizer parameter groups, from recipes.
+#define BOOST_TEST_MODULE training_plan
+#include <boost/test/unit_test.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "graft/plan.h"
+#include "support/run.h"
+
+namespace fs = std::filesystem;
+using graft::test::contains;
+
+namespace {
+
+graft::Registry& registry() {
+  static graft::Registry r;
+  static bool scanned = false;
+  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
+  scanned = true;
+  return r;
+}
+
+struct Setup {
+  graft::Recipe recipe;
+  graft::BuiltModel built;
+  std::vector<std::shared_ptr<graft::Freezer>> freezers;
+  explicit Setup(const std::string& yaml) {
+    const auto dir = graft::test::temp_dir("plan");
+    std::ofstream(dir / "r.yaml") << yaml;
+    recipe = graft::load_recipe((dir / "r.yaml").string());
+    fs::remove_all(dir);
+    built = graft::build_model(recipe, registry());
+    freezers = graft::make_freezers(recipe, registry());
+  }
+  torch::nn::Module& model() { return *built.module.ptr(); }
+  graft::FreezeState at(std::int64_t epoch) {
+    auto s = graft::freeze_state(freezers, graft::model_info(model()), epoch, 0);
+    graft::apply_freeze(model(), s);
+    return s;
+  }
+};
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const graft::Error& e) {
+    return e.what();
+  }
+  BOOST_FAIL("expected a graft::Error");
+  return "";
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(frozen_weights_stay_bit_identical_and_get_no_optimizer_state) {
+  // seed 000: everything but fc frozen; seed 004: biases at 2x lr, no weight decay
+  Setup s("model:\n  backbone: {name: resnet18, num_classes: 10}\n  freeze:\n    - {name: freeze_all_except, patterns: ['fc.*']}\n"
+          "optimizer:\n  name: sgd\n  lr: 0.1\n  momentum: 0.9\n  weight_decay: 0.001\n  groups:\n    - {bias: true, lr_mult: 2, weight_decay: 0}\n");
+  const auto state = s.at(0);
+  BOOST_TEST(state.frozen.size() == 60u);
+  const auto plan = graft::plan_optimizer(s.recipe, registry(), s.model(), state);
+  auto optimizer = graft::make_optimizer(s.recipe, registry(), plan);
+  BOOST_REQUIRE(optimizer->param_groups().size() == 2u);
+  const auto g0 = graft::group_settings(optimizer->param_groups()[0]);
+  const auto g1 = graft::group_settings(optimizer->param_groups()[1]);
+  BOOST_TEST(g0.lr == 0.1);
+  BOOST_TEST(g0.weight_decay == 0.001);
+  BOOST_TEST(*g0.momentum == 0.9);
+  BOOST_TEST(g1.lr == 0.2);
+  BOOST_TEST(g1.weight_decay == 0.0);
+  BOOST_TEST(plan.groups[1].names == std::vector<std::string>{"fc.bias"});
+
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& p : s.model().named_parameters()) before[p.key()] = p.value().clone();
+  s.model().train();
+  s.at(0);
+  for (int step = 0; step < 3; ++step) {
+    optimizer->zero_grad();
+    const auto loss = s.built.module.forward(torch::randn({4, 3, 32, 32})).logsumexp(1).mean();
+    loss.backward();
+    optimizer->step();
+  }
+  for (const auto& p : s.model().named_parameters()) {
+    const bool trainable = p.key().rfind("fc.", 0) == 0;
+    BOOST_TEST(torch::equal(p.value(), before[p.key()]) == !trainable, p.key());
+    BOOST_TEST(!p.value().grad().defined() == !trainable, p.key());  // frozen: no gradient at all
+  }
+  BOOST_TEST(optimizer->state().size() == 2u);  // momentum buffers for fc.weight and fc.bias only
+}
+
+BOOST_AUTO_TEST_CASE(first_matching_rule_wins_and_norm_shortcut) {
+  Setup s("model:\n  backbone: resnet18\noptimizer:\n  name: adamw\n  lr: 0.001\n  weight_decay: 0.05\n  groups:\n"
+          "    - {params: 'fc.*', lr: 0.01}\n    - {norm: true, weight_decay: 0}\n    - {bias: true, weight_decay: 0}\n");
+  const auto plan = graft::plan_optimizer(s.recipe, registry(), s.model(), s.at(0));
+  std::map<std::string, const graft::ParamGroup*> by;
+  for (const auto& g : plan.groups) by[g.name] = &g;
+  BOOST_REQUIRE(by.size() == 3u);  // default (conv weights), fc.*, norm; no bias left (convs have none)
+  BOOST_TEST(by["fc.*"]->names == (std::vector<std::string>{"fc.weight", "fc.bias"}));
+  BOOST_TEST(by["norm"]->names.size() == 40u);
+  BOOST_TEST(by["default"]->names.size() == 20u);
+  auto optimizer = graft::make_optimizer(s.recipe, registry(), plan);
+  for (std::size_t k = 0; k < plan.groups.size(); ++k) {
+    const auto got = graft::group_settings(optimizer->param_groups()[k]);
+    BOOST_TEST(got.lr == plan.groups[k].lr);
+    BOOST_TEST(got.weight_decay == plan.groups[k].weight_decay);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(gradual_unfreezing_adds_groups_at_its_epochs) {
+  Setup s("model:\n  backbone: resnet18\n  freeze:\n    - name: gradual_unfreeze\n      frozen: ['layer*', 'conv1.*', 'bn1.*']\n"
+          "      milestones:\n        - {epoch: 2, unfreeze: ['layer4.*'], lr: 0.001}\n        - {epoch: 4, unfreeze: ['layer3.*']}\n"
+          "optimizer: {name: sgd, lr: 0.1}\n");
+  auto groups_at = [&](std::int64_t epoch) { return graft::plan_optimizer(s.recipe, registry(), s.model(), s.at(epoch)); };
+  const auto e0 = groups_at(0);
+  BOOST_REQUIRE(e0.groups.size() == 1u);
+  BOOST_TEST(e0.groups[0].names == (std::vector<std::string>{"fc.weight", "fc.bias"}));
+  BOOST_TEST(groups_at(1).groups.size() == 1u);
+  const auto e2 = groups_at(2);
+  BOOST_REQUIRE(e2.groups.size() == 2u);
+  BOOST_TEST(e2.groups[1].name == "unfrozen@2");
+  BOOST_TEST(e2.groups[1].lr == 0.001);
+  BOOST_TEST(e2.groups[1].names.front() == "layer4.0.conv1.weight");
+  BOOST_TEST(s.model().named_parameters()["layer4.0.conv1.weight"].requires_grad());
+  BOOST_TEST(!s.model().named_parameters()["layer3.0.conv1.weight"].requires_grad());
+  const auto e5 = groups_at(5);
+  BOOST_TEST(e5.groups[0].names.size() == 2u + 15u);  // fc + layer3 (no lr of its own: default group)
+  // pure: asking about epoch 2 again gives the same answer
+  BOOST_TEST(groups_at(2).groups[1].names == e2.groups[1].names);
+}
+
+BOOST_AUTO_TEST_CASE(frozen_stages_and_batchnorm_eval) {
+  Setup s("model:\n  backbone: resnet18\n  freeze:\n    - {name: frozen_stages, n: 3}\n");
+  const auto state = s.at(0);
+  s.model().train();
+  graft::apply_freeze(s.model(), state);
+  BOOST_TEST(state.frozen.count("conv1.weight"));
+  BOOST_TEST(state.frozen.count("layer1.1.bn2.bias"));
+  BOOST_TEST(!state.frozen.count("layer2.0.conv1.weight"));
+  BOOST_TEST(!s.model().named_children()["bn1"]->is_training());
+  BOOST_TEST(s.model().named_children()["layer2"]->is_training());
+
+  Setup bn("model:\n  backbone: resnet18\n  freeze:\n    - {name: freeze_bn, affine: true}\n");
+  const auto b = bn.at(0);
+  BOOST_TEST(b.eval_modules.size() == 20u);
+  BOOST_TEST(b.frozen.size() == 40u);
+  BOOST_TEST(contains(error_of([] { Setup x("model:\n  backbone: resnet18\n  freeze:\n    - {name: frozen_stages, n: 9}\n"); x.at(0); }),
+                      "the model has only 7 stages with parameters"));
+}
+
+BOOST_AUTO_TEST_CASE(plan_errors) {
+  BOOST_TEST(contains(error_of([] {
+                        Setup s("model:\n  backbone: lenet\n  freeze: [{name: freeze, patterns: ['*']}]\noptimizer: {name: sgd, lr: 0.1}\n");
+                        graft::make_optimizer(s.recipe, registry(), graft::plan_optimizer(s.recipe, registry(), s.model(), s.at(0)));
+                      }),
+                      "nothing to optimise: every parameter is frozen"));
+  BOOST_TEST(contains(error_of([] { Setup s("model:\n  backbone: lenet\noptimizer: {name: sgd, lr: 0.1, nesterov: true}\n");
+                                    graft::make_optimizer(s.recipe, registry(), graft::plan_optimizer(s.recipe, registry(), s.model(), s.at(0))); }),
+                      "Nesterov momentum requires a momentum"));
+  BOOST_TEST(contains(error_of([] { Setup s("model:\n  backbone: lenet\noptimizer: {name: sdg, lr: 0.1}\n"); }),
+                      "unknown optimizer 'sdg' (did you mean 'sgd'?)"));
+  BOOST_TEST(contains(error_of([] { Setup s("model:\n  backbone: lenet\noptimizer: {name: sgd, lr: 0.1, groups: [{lr: 1}]}\n");
+                                    graft::plan_optimizer(s.recipe, registry(), s.model(), s.at(0)); }),
+                      "selects nothing: give params:"));
+  BOOST_TEST(contains(error_of([] { Setup s("model:\n  backbone: lenet\noptimizer: {name: sgd, lr: 0.1, gropus: []}\n"); }),
+                      "unknown key 'gropus' in optimizer sgd (did you mean 'groups'?)"));
+}
