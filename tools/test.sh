@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-bash tools/build.sh
+bash tools/build.sh -DGRAFT_BUILD_TESTS=ON
 cd "${GRAFT_BUILD_DIR:-build}"
 ctest --output-on-failure --parallel "$(nproc)"
