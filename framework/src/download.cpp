@@ -25,6 +25,7 @@ struct Progress {
 
 int on_progress(void* p, curl_off_t total, curl_off_t now, curl_off_t, curl_off_t) {
   auto& pr = *static_cast<Progress*>(p);
+  if (now == 0) return 0;  // nothing has arrived yet
   const auto t = std::chrono::steady_clock::now();
   if (t - pr.last < std::chrono::milliseconds(pr.tty ? 200 : 5000)) return 0;
   pr.last = t;
@@ -84,6 +85,17 @@ void download_file(const std::string& url, const std::string& dest, const std::s
   curl_easy_cleanup(curl);
   const bool closed = std::fclose(file) == 0;
   if (progress.printed && progress.tty) std::fprintf(stderr, "\n");
+  if (rc == CURLE_OK && !progress.tty) {
+    curl_off_t size = 0;
+    std::FILE* f = std::fopen(tmp.c_str(), "rb");
+    if (f) {
+      std::fseek(f, 0, SEEK_END);
+      size = std::ftell(f);
+      std::fclose(f);
+    }
+    std::fprintf(stderr, "downloaded %s: %.1f MB in %.1f s\n", progress.name.c_str(), static_cast<double>(size) / 1e6,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - progress.start).count());
+  }
 
   auto give_up = [&](const std::string& why) {
     fs::remove(tmp, ec);
