@@ -170,6 +170,10 @@ BOOST_AUTO_TEST_CASE(eval_outputs_match_torchvision_with_the_same_weights) {
     if (c.input.empty()) continue;
     BOOST_TEST_CONTEXT(c.id << " " << c.options.dump()) {
       const auto weights = graft::load_state_dict((oracle().dir / (c.id + ".pth")).string());
+      // the same state dict in torch's legacy (pre-1.6) format reads identically
+      const auto legacy = graft::load_state_dict((oracle().dir / (c.id + ".legacy.pth")).string());
+      BOOST_TEST_REQUIRE(legacy.keys() == weights.keys());
+      for (const auto& item : weights) BOOST_TEST_REQUIRE(torch::equal(legacy[item.key()], item.value()), item.key());
       const auto io = graft::read_torch_file((oracle().dir / (c.id + ".io.pth")).string()).toGenericDict();
       const auto input = io.at("input").toTensor();
       const auto expected = io.at("output").toTensor();

@@ -115,6 +115,8 @@ def main(out):
             with torch.no_grad():
                 y = model(x)
             torch.save(model.state_dict(), os.path.join(out, case["id"] + ".pth"))
+            torch.save(model.state_dict(), os.path.join(out, case["id"] + ".legacy.pth"),
+                       _use_new_zipfile_serialization=False)
             torch.save({"input": x, "output": y}, os.path.join(out, case["id"] + ".io.pth"))
         layouts[case["id"]] = [[k, list(v.shape)] for k, v in model.state_dict().items()]
         del model
