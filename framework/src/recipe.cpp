@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "dotted_path.h"
 #include "node.h"
 
 namespace fs = std::filesystem;
@@ -111,21 +112,6 @@ NodePtr load_with_bases(const std::string& path, std::vector<std::string>& stack
   return merged ? merge_nodes(merged, root) : root;
 }
 
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> parts;
-  std::string cur;
-  for (char c : path) {
-    if (c == '.') {
-      parts.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  parts.push_back(cur);
-  return parts;
-}
-
 bool is_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -181,7 +167,7 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
     const SourceLoc where{"--set " + o, 0, 0};
     const auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0) throw Error::usage("expected KEY.PATH=VALUE", where);
-    const auto parts = split_path(o.substr(0, eq));
+    const auto parts = detail::split_dotted(o.substr(0, eq));
     if (std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); }))
       throw Error::usage("empty key in '" + o.substr(0, eq) + "'", where);
     NodePtr value = detail::parse_yaml(o.substr(eq + 1), where.file, false);

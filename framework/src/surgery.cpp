@@ -4,24 +4,15 @@
 
 #include <cmath>
 
+#include "dotted_path.h"
+
 namespace graft {
 
 namespace {
 
+// Module paths: "" is the model itself, with no segments.
 std::vector<std::string> split(const std::string& path) {
-  std::vector<std::string> parts;
-  if (path.empty()) return parts;
-  std::string cur;
-  for (char c : path) {
-    if (c == '.') {
-      parts.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  parts.push_back(cur);
-  return parts;
+  return path.empty() ? std::vector<std::string>{} : detail::split_dotted(path);
 }
 
 std::pair<std::string, std::string> parent_and_name(const std::string& path) {
