@@ -11,6 +11,13 @@ const Schema& recipe_schema() {
       KeySpec("seed", 0, "seed of every random draw of the run"),
       KeySpec::required_key("model", ValueType::section, "the network: backbone, weights, surgery, ..."),
       KeySpec("optimizer", ValueType::any, "~", "optimizer plugin with its keys and groups: rules"),
+      KeySpec("scheduler", ValueType::any, "~", "learning-rate scheduler plugin with its keys and interval: epoch|step"),
+      KeySpec("data", ValueType::section, "~", "dataset plugin, subsets, validation split, transforms, loader"),
+      KeySpec("loss", ValueType::any, "~", "loss plugin (default cross_entropy)"),
+      KeySpec("metrics", ValueType::section, "~", "metric plugins computed on every pass (default top-1, top-5)"),
+      KeySpec("trainer", ValueType::section, "~", "epochs, max_steps, device, threads, amp, accumulation, clipping"),
+      KeySpec("hooks", ValueType::section, "~", "trainer hook plugins"),
+      KeySpec("checkpoint", ValueType::section, "~", "checkpoint strategy plugins"),
   };
   return schema;
 }
