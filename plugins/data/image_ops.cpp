@@ -1,0 +1,125 @@
+#include "image_ops.h"
+
+#include <cmath>
+
+#include <graft/error.h>
+
+namespace graft::data {
+
+namespace F = torch::nn::functional;
+
+std::int64_t round_half_even(double v) { return static_cast<std::int64_t>(std::nearbyint(v)); }
+
+namespace {
+
+// Source index of each output position along one axis of length n padded by (before, after).
+torch::Tensor pad_index(std::int64_t n, std::int64_t before, std::int64_t after, PadMode mode) {
+  std::vector<std::int64_t> idx;
+  idx.reserve(static_cast<std::size_t>(n + before + after));
+  for (std::int64_t i = -before; i < n + after; ++i) {
+    std::int64_t j = i;
+    if (mode == PadMode::edge) {
+      j = std::clamp<std::int64_t>(i, 0, n - 1);
+    } else if (mode == PadMode::reflect) {
+      if (j < 0) j = -j;
+      if (j >= n) j = 2 * (n - 1) - j;
+    } else {  // symmetric
+      if (j < 0) j = -j - 1;
+      if (j >= n) j = 2 * n - 1 - j;
+    }
+    idx.push_back(j);
+  }
+  return torch::tensor(idx, torch::kInt64);
+}
+
+}  // namespace
+
+torch::Tensor pad(const torch::Tensor& img, std::int64_t left, std::int64_t top, std::int64_t right,
+                  std::int64_t bottom, PadMode mode, double fill) {
+  if (left == 0 && top == 0 && right == 0 && bottom == 0) return img;
+  if (mode == PadMode::constant) return torch::constant_pad_nd(img, {left, right, top, bottom}, fill);
+  const auto h = img.size(-2), w = img.size(-1);
+  const std::int64_t most = mode == PadMode::reflect ? 1 : 0;  // reflect leaves out the edge pixel
+  if (mode != PadMode::edge && (std::max(left, right) > w - most || std::max(top, bottom) > h - most))
+    throw Error::usage("padding of " + std::to_string(std::max({left, right, top, bottom})) + " is too large for a " +
+                       std::to_string(h) + "x" + std::to_string(w) + " image in " +
+                       (mode == PadMode::reflect ? "reflect" : "symmetric") + " mode");
+  return img.index_select(-2, pad_index(h, top, bottom, mode)).index_select(-1, pad_index(w, left, right, mode));
+}
+
+torch::Tensor crop(const torch::Tensor& img, std::int64_t top, std::int64_t left, std::int64_t height,
+                   std::int64_t width) {
+  const auto h = img.size(-2), w = img.size(-1);
+  const auto right = left + width, bottom = top + height;
+  if (left < 0 || top < 0 || right > w || bottom > h) {
+    const auto inside = img.slice(-2, std::max<std::int64_t>(top, 0), std::max<std::int64_t>(bottom, 0))
+                            .slice(-1, std::max<std::int64_t>(left, 0), std::max<std::int64_t>(right, 0));
+    return pad(inside, std::max<std::int64_t>(-left + std::min<std::int64_t>(0, right), 0),
+               std::max<std::int64_t>(-top + std::min<std::int64_t>(0, bottom), 0),
+               std::max<std::int64_t>(right - std::max(w, left), 0),
+               std::max<std::int64_t>(bottom - std::max(h, top), 0), PadMode::constant, 0);
+  }
+  return img.slice(-2, top, bottom).slice(-1, left, right);
+}
+
+torch::Tensor center_crop(const torch::Tensor& img, std::int64_t height, std::int64_t width) {
+  torch::Tensor x = img;
+  auto h = x.size(-2), w = x.size(-1);
+  if (width > w || height > h) {
+    x = pad(x, width > w ? (width - w) / 2 : 0, height > h ? (height - h) / 2 : 0,
+            width > w ? (width - w + 1) / 2 : 0, height > h ? (height - h + 1) / 2 : 0, PadMode::constant, 0);
+    h = x.size(-2);
+    w = x.size(-1);
+    if (width == w && height == h) return x;
+  }
+  return crop(x, round_half_even((h - height) / 2.0), round_half_even((w - width) / 2.0), height, width);
+}
+
+std::vector<std::int64_t> resized_hw(std::int64_t height, std::int64_t width, std::int64_t shorter) {
+  const auto short_side = std::min(height, width), long_side = std::max(height, width);
+  const auto new_long = static_cast<std::int64_t>(static_cast<double>(shorter) * long_side / short_side);
+  return width <= height ? std::vector<std::int64_t>{new_long, shorter} : std::vector<std::int64_t>{shorter, new_long};
+}
+
+torch::Tensor resize(const torch::Tensor& img, std::int64_t height, std::int64_t width, Interp interp) {
+  if (img.size(-2) == height && img.size(-1) == width) return img;
+  const bool cast = !(img.scalar_type() == torch::kFloat || img.scalar_type() == torch::kDouble);
+  auto x = (cast ? img.to(torch::kFloat) : img).unsqueeze(0);
+  auto options = F::InterpolateFuncOptions().size(std::vector<std::int64_t>{height, width});
+  if (interp == Interp::bilinear) options.mode(torch::kBilinear).align_corners(false);
+  else options.mode(torch::kNearest);
+  x = F::interpolate(x, options).squeeze(0);
+  return cast ? x.round().to(img.scalar_type()) : x;
+}
+
+torch::Tensor rotate(const torch::Tensor& img, double degrees, Interp interp, const std::vector<double>& fill) {
+  // torchvision builds the inverse affine matrix in double, then samples a float grid.
+  const double rot = -degrees * M_PI / 180.0;
+  const std::vector<double> matrix = {std::cos(rot), std::sin(rot), 0.0, -std::sin(rot), std::cos(rot), 0.0};
+  const bool cast = !img.is_floating_point();
+  const auto dtype = cast ? torch::kFloat : img.scalar_type();
+  const auto h = img.size(-2), w = img.size(-1);
+  auto theta = torch::tensor(matrix, torch::kDouble).to(dtype).reshape({1, 2, 3});
+  auto base = torch::empty({1, h, w, 3}, dtype);
+  base.select(-1, 0).copy_(torch::linspace(-w * 0.5 + 0.5, w * 0.5 + 0.5 - 1, w));
+  base.select(-1, 1).copy_(torch::linspace(-h * 0.5 + 0.5, h * 0.5 + 0.5 - 1, h).unsqueeze_(-1));
+  base.select(-1, 2).fill_(1);
+  auto scaled = theta.transpose(1, 2) / torch::tensor({0.5 * w, 0.5 * h}, torch::kDouble).to(dtype);
+  auto grid = base.view({1, h * w, 3}).bmm(scaled).view({1, h, w, 2});
+
+  auto x = (cast ? img.to(dtype) : img).unsqueeze(0);
+  x = torch::cat({x, torch::ones({1, 1, h, w}, x.options())}, 1);
+  auto options = F::GridSampleFuncOptions().padding_mode(torch::kZeros).align_corners(false);
+  if (interp == Interp::bilinear) options.mode(torch::kBilinear);
+  else options.mode(torch::kNearest);
+  x = F::grid_sample(x, grid, options);
+  auto mask = x.slice(1, -1).expand({1, img.size(0), h, w});
+  x = x.slice(1, 0, -1);
+  auto fill_img = torch::tensor(fill, torch::kDouble).to(dtype).view({1, -1, 1, 1}).expand_as(x);
+  if (interp == Interp::nearest) x = torch::where(mask < 0.5, fill_img, x);
+  else x = x * mask + (1.0 - mask) * fill_img;
+  x = x.squeeze(0);
+  return cast ? x.round().to(img.scalar_type()) : x;
+}
+
+}  // namespace graft::data
