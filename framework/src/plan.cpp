@@ -1,6 +1,8 @@
 #include "graft/plan.h"
 
+#include "graft/loader.h"
 #include "graft/model.h"
+#include "graft/trainer.h"
 
 namespace graft {
 
@@ -63,6 +65,31 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry) {
     const Config checked = registry.validated_spec(Kind::optimizer, root["optimizer"], {"groups"});
     const auto* plugin = registry.find(Kind::optimizer, Registry::spec_name(root["optimizer"]));
     plan.plugins.push_back(PluginUse{Kind::optimizer, plugin->entry.name, plugin->library, "optimizer", root["optimizer"].where()});
+  }
+  if (!root["scheduler"].is_null()) {
+    const Config sc = root["scheduler"];
+    registry.validated_spec(Kind::scheduler, sc, {"interval"});
+    const auto* plugin = registry.find(Kind::scheduler, Registry::spec_name(sc));
+    plan.plugins.push_back(PluginUse{Kind::scheduler, plugin->entry.name, plugin->library, "scheduler", sc.where()});
+  }
+  if (!root["data"].is_null()) {
+    const Config data = root["data"].validated(data_schema(), "data");
+    plan.plugins.push_back(resolve(registry, Kind::dataset, data["dataset"]));
+    for (const char* key : {"transforms", "eval_transforms"}) {
+      const Config list = data[key];
+      if (list.is_null()) continue;
+      if (!list.is_list()) list.fail("expected a list of transform plugins");
+      for (const auto& t : list.items()) plan.plugins.push_back(resolve(registry, Kind::transform, t));
+    }
+  }
+  if (!root["trainer"].is_null()) root["trainer"].validated(trainer_schema(), "trainer");
+  if (!root["loss"].is_null()) plan.plugins.push_back(resolve(registry, Kind::loss, root["loss"]));
+  const std::pair<const char*, Kind> lists[] = {{"metrics", Kind::metric}, {"hooks", Kind::hook}};
+  for (const auto& [key, kind] : lists) {
+    const Config list = root[key];
+    if (list.is_null()) continue;
+    if (!list.is_list()) list.fail(std::string("expected a list of ") + kind_name(kind) + " plugins");
+    for (const auto& item : list.items()) plan.plugins.push_back(resolve(registry, kind, item));
   }
   return plan;
 }

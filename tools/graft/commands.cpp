@@ -14,6 +14,7 @@
 #include "graft/registry.h"
 #include "graft/serialize.h"
 #include "graft/summary.h"
+#include "graft/trainer.h"
 #include "graft/version.h"
 #include "graft/weights.h"
 
@@ -182,6 +183,39 @@ int cmd_check(const RecipeArgs& args) {
   std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", grouped(count.total), millions(count.total),
                            grouped(count.trainable), millions(count.trainable));
   std::cout << "ok\n";
+  return 0;
+}
+
+int cmd_train(const RecipeArgs& args) {
+  auto l = load(args);
+  TrainOptions options;
+  options.run_dir = args.run_dir;
+  if (args.progress >= 0) options.progress = args.progress == 1;
+  const FitResult r = fit(l->recipe, l->registry, options);
+  if (args.json) {
+    json out = {{"run_dir", r.run_dir}, {"epochs", r.epochs},   {"steps", r.steps},
+                {"stop_reason", r.stop_reason}, {"seconds", r.seconds}, {"metrics", r.metrics},
+                {"checkpoint", r.checkpoint}};
+    std::cout << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
+int cmd_eval(const RecipeArgs& args) {
+  auto l = load(args);
+  const PassResult r = evaluate(l->recipe, l->registry, args.checkpoint, args.split);
+  auto metric = [&](const char* k) { return r.metrics.count(k) ? json(r.metrics.at(k)) : json(nullptr); };
+  if (args.json) {
+    json out = {{"loss", metric("loss")}, {"top1", metric("top1")}, {"top5", metric("top5")}, {"samples", r.samples},
+                {"split", r.split},       {"metrics", r.metrics}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{} split, {} samples: loss {:.4f}", r.split, r.samples, r.metrics.at("loss"));
+  for (const char* k : {"top1", "top5"})
+    if (r.metrics.count(k)) std::cout << fmt::format(", {} {:.2f}%", k, 100 * r.metrics.at(k));
+  std::cout << "\n";
+  if (!r.report.empty()) std::cout << "\n" << r.report;
   return 0;
 }
 

@@ -16,6 +16,11 @@ struct RecipeArgs {
   bool summary = false;
   std::string dot_file;
   std::vector<std::int64_t> input_shape;
+  // train / eval
+  std::string run_dir;
+  std::string checkpoint;
+  std::string split;
+  int progress = -1;  ///< -1: when stderr is a terminal, 0: never, 1: always
 };
 
 struct ConvertArgs {
@@ -26,6 +31,8 @@ struct ConvertArgs {
 int cmd_plugins(const std::string& kind, bool json);
 int cmd_check(const RecipeArgs& args);
 int cmd_inspect(const RecipeArgs& args);
+int cmd_train(const RecipeArgs& args);
+int cmd_eval(const RecipeArgs& args);
 int cmd_export(const std::string& checkpoint, const std::string& out);
 int cmd_convert(const ConvertArgs& args);
 int cmd_version(bool json);

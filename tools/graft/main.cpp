@@ -53,6 +53,17 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->expected(1, 4);
 
+  graft::cli::RecipeArgs train_args, eval_args;
+  auto* train = app.add_subcommand("train", "train the model a recipe describes; writes a run dir");
+  add_recipe_args(train, train_args);
+  train->add_option("--run-dir", train_args.run_dir, "where the run writes (default runs/<recipe>-<date-time>)");
+  train->add_option("--progress", train_args.progress, "progress bar: 1 always, 0 never (default: on a terminal)")
+      ->check(CLI::IsMember({0, 1}));
+  auto* evaluate = app.add_subcommand("eval", "evaluate a checkpoint on the recipe's test split");
+  add_recipe_args(evaluate, eval_args);
+  evaluate->add_option("--checkpoint", eval_args.checkpoint, "checkpoint or weights file (.pth)")->required();
+  evaluate->add_option("--split", eval_args.split, "train, val or test (default test)");
+
   std::string export_in, export_out;
   auto* exporter = app.add_subcommand("export", "write a checkpoint's weights as a plain state dict (.pth)");
   exporter->add_option("checkpoint", export_in, "checkpoint or weights file")->required();
@@ -83,6 +94,8 @@ int main(int argc, char** argv) {
   try {
     if (plugins->parsed()) return graft::cli::cmd_plugins(kind, json);
     if (app.got_subcommand("check")) return graft::cli::cmd_check(check_args);
+    if (train->parsed()) return graft::cli::cmd_train(train_args);
+    if (evaluate->parsed()) return graft::cli::cmd_eval(eval_args);
     if (app.got_subcommand("inspect")) return graft::cli::cmd_inspect(inspect_args);
     if (exporter->parsed()) return graft::cli::cmd_export(export_in, export_out);
     if (convert->parsed()) return graft::cli::cmd_convert(convert_args);

@@ -73,9 +73,11 @@ class Hook {
   virtual void on_validation_start(TrainContext&) {}
   virtual void on_validation_end(TrainContext&) {}  ///< "val/..." metrics known
   /// Called when a checkpoint is written: a hook adds its own state to `state` (its
-  /// entry in the checkpoint, empty at first) and gets it back in on_load_checkpoint.
-  virtual void on_save_checkpoint(TrainContext&, c10::Dict<std::string, c10::IValue>& state) { (void)state; }
-  virtual void on_load_checkpoint(TrainContext&, const c10::Dict<std::string, c10::IValue>& state) { (void)state; }
+  /// entry in the checkpoint, a dict with string keys, empty at first:
+  /// `state.insert("best", best_)`) and gets it back in on_load_checkpoint
+  /// (`state.at("best").toDouble()`).
+  virtual void on_save_checkpoint(TrainContext&, c10::impl::GenericDict& state) { (void)state; }
+  virtual void on_load_checkpoint(TrainContext&, const c10::impl::GenericDict& state) { (void)state; }
   /// The run is failing with `error` (rethrown after every hook has seen it).
   virtual void on_exception(TrainContext&, const std::exception& error) { (void)error; }
 };

@@ -1,0 +1,51 @@
+// The trainer (host side): fits the model a recipe describes on its data, calling hooks
+// at every stage, and evaluates checkpoints. The CLI's `train` and `eval` are thin over it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "graft/recipe.h"
+#include "graft/registry.h"
+
+namespace graft {
+
+/// The schema of the recipe's `trainer:` section.
+const Schema& trainer_schema();
+
+struct TrainOptions {
+  std::string run_dir;             ///< "" = runs/<recipe name>-<date-time>
+  bool write_run_dir = true;       ///< false: nothing written (tests, dry runs)
+  std::optional<bool> progress;    ///< a progress bar; default: when stderr is a terminal
+};
+
+/// One evaluation pass over a split.
+struct PassResult {
+  std::string split;
+  std::map<std::string, double> metrics;  ///< "loss", "top1", "top5", ...
+  std::int64_t samples = 0;
+  std::string report;                     ///< metric reports (confusion matrix, per class)
+};
+
+struct FitResult {
+  std::int64_t epochs = 0;   ///< epochs begun
+  std::int64_t steps = 0;    ///< optimizer steps done
+  std::string stop_reason;   ///< "epochs", "max_steps", or what a hook said
+  std::map<std::string, double> metrics;  ///< the last values ("train/loss", "val/top1", ...)
+  std::optional<PassResult> test;         ///< the final pass on the test split
+  std::string run_dir;
+  std::string checkpoint;    ///< the last checkpoint written, if any
+  double seconds = 0;
+};
+
+FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options);
+
+/// Builds the recipe's model without its pretrained weights, loads `checkpoint` (a graft
+/// checkpoint or a plain state dict) strictly, and evaluates it on `split` (default: the
+/// recipe's test split).
+PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint,
+                    const std::string& split = "");
+
+}  // namespace graft

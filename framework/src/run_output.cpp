@@ -1,0 +1,130 @@
+#include "run_output.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "graft/error.h"
+#include "graft/serialize.h"
+#include "graft/trainer.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace graft {
+
+namespace {
+void fsync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+}  // namespace
+
+RunOutput::RunOutput(std::string dir, std::optional<bool> progress) : dir_(std::move(dir)) {
+  bar_ = progress ? *progress : ::isatty(STDERR_FILENO) != 0;
+  if (dir_.empty()) return;
+  std::error_code ec;
+  fs::create_directories(fs::path(dir_) / "checkpoints", ec);
+  if (ec) throw Error::usage(fmt::format("{}: cannot create the run dir: {}", dir_, ec.message()));
+  metrics_.open(fs::path(dir_) / "metrics.jsonl", std::ios::app);
+  if (!metrics_) throw Error::usage(fmt::format("{}: cannot write metrics.jsonl", dir_));
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir_) / "train.log").string());
+  sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l: %v");
+  spdlog::default_logger()->sinks().push_back(sink);
+  file_sink_ = sink;
+}
+
+RunOutput::~RunOutput() {
+  if (file_sink_) {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), file_sink_), sinks.end());
+  }
+}
+
+void RunOutput::write_text(const std::string& name, const std::string& text) const {
+  if (dir_.empty()) return;
+  const fs::path target = fs::path(dir_) / name;
+  const fs::path temp = fs::path(dir_) / ("." + name + ".tmp");
+  {
+    std::ofstream out(temp, std::ios::binary);
+    out << text;
+    if (!out.flush()) throw Error::runtime(fmt::format("{}: cannot write", temp.string()));
+  }
+  fs::rename(temp, target);
+}
+
+void RunOutput::metrics_line(const json& record) {
+  if (!metrics_.is_open()) return;
+  metrics_ << record.dump() << "\n";
+  metrics_.flush();
+}
+
+void RunOutput::log_step(const std::string& line) {
+  if (!bar_) {
+    spdlog::info("{}", line);
+  } else if (file_sink_) {
+    file_sink_->log(spdlog::details::log_msg(spdlog::default_logger()->name(), spdlog::level::info, line));
+  }
+}
+
+void RunOutput::progress(std::int64_t epoch, std::int64_t epochs, std::int64_t batch, std::int64_t batches, double loss,
+                         double img_per_s, double eta) {
+  if (!bar_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (batch != batches && now - last_bar_ < std::chrono::milliseconds(100)) return;
+  last_bar_ = now;
+  constexpr int width = 24;
+  const int filled = static_cast<int>(width * batch / std::max<std::int64_t>(batches, 1));
+  const auto t = static_cast<std::int64_t>(eta + 0.5);
+  std::cerr << fmt::format("\r\033[Kepoch {}/{} [{}{}] {}/{} loss {:.4f} {:.0f} img/s ETA {:02}:{:02}", epoch, epochs,
+                           std::string(static_cast<std::size_t>(filled), '='),
+                           std::string(static_cast<std::size_t>(width - filled), ' '), batch, batches, loss, img_per_s,
+                           t / 60, t % 60)
+            << std::flush;
+  bar_shown_ = true;
+}
+
+void RunOutput::end_progress() {
+  if (bar_shown_) std::cerr << "\r\033[K" << std::flush;
+  bar_shown_ = false;
+}
+
+std::string RunOutput::write_checkpoint(const std::string& name, const c10::impl::GenericDict& state) const {
+  const fs::path dir = fs::path(dir_) / "checkpoints";
+  const fs::path target = dir / name;
+  const fs::path temp = dir / ("." + name + ".tmp");
+  write_torch_file(c10::IValue(state), temp.string());
+  fsync_path(temp);
+  fs::rename(temp, target);
+  fsync_path(dir);
+  return target.string();
+}
+
+void RunOutput::final_report(const std::string& recipe, const FitResult& r) const {
+  json j = {{"recipe", recipe},          {"epochs", r.epochs},   {"steps", r.steps}, {"stop_reason", r.stop_reason},
+            {"seconds", r.seconds},      {"metrics", r.metrics}, {"checkpoint", r.checkpoint}};
+  std::string text = fmt::format("recipe   {}\nstopped  {} after {} epochs, {} steps, {:.1f} s\n", recipe, r.stop_reason,
+                                 r.epochs, r.steps, r.seconds);
+  if (r.test) {
+    j["test"] = {{"samples", r.test->samples}, {"metrics", r.test->metrics}};
+    text += fmt::format("test     {} samples: loss {:.4f}", r.test->samples, r.test->metrics.at("loss"));
+    for (const char* k : {"top1", "top5"})
+      if (r.test->metrics.count(k)) text += fmt::format(", {} {:.2f}%", k, 100 * r.test->metrics.at(k));
+    text += "\n\n" + r.test->report;
+  }
+  write_text("report.json", j.dump(2) + "\n");
+  write_text("report.txt", text);
+  std::cerr << text << std::flush;
+}
+
+}  // namespace graft

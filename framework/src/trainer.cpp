@@ -1,0 +1,696 @@
+// The fit loop: data -> model -> loss -> backward -> clip -> step, with hooks at every
+// stage, validation, schedulers, the run dir and the final report.
+#include "graft/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "compat.h"
+#include "graft/hooks.h"
+#include "graft/loader.h"
+#include "graft/metrics.h"
+#include "graft/model.h"
+#include "graft/plan.h"
+#include "graft/schedule.h"
+#include "graft/serialize.h"
+#include "graft/version.h"
+#include "parallel.h"
+#include "run_output.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace graft {
+
+const Schema& trainer_schema() {
+  static const Schema schema = {
+      KeySpec("epochs", 10, "epochs to train"),
+      KeySpec("max_steps", 0, "stop after this many optimizer steps (0: no limit)"),
+      KeySpec("val_every", 1, "validate every N epochs (0: never)"),
+      KeySpec("log_every", 50, "a log line and a metrics.jsonl record every N optimizer steps"),
+      KeySpec("accumulate", 1, "batches whose gradients are summed before each optimizer step"),
+      KeySpec("clip_grad_norm", ValueType::number, "~", "clip the gradients' total 2-norm to this"),
+      KeySpec("clip_grad_value", ValueType::number, "~", "clip every gradient element to [-v, v]"),
+      KeySpec("device", ValueType::any, "auto", "cpu, cuda, cuda:N, auto, or a list of CUDA devices (DataParallel)"),
+      KeySpec("threads", ValueType::any, "auto", "intra-op CPU threads: a number, or auto (= cores)"),
+      KeySpec("amp", ValueType::string, "~", "mixed precision on CUDA: bf16 or fp16 (with loss scaling)"),
+      KeySpec("channels_last", false, "keep 4-D activations in channels-last memory format"),
+      KeySpec("test", true, "evaluate on the test split at the end and write the final report"),
+      KeySpec("stop_on_nan", true, "stop with an error on a non-finite loss"),
+      KeySpec("run_dir", "", "where the run writes, relative to the working directory (default runs/<recipe>-<date-time>; --run-dir wins)"),
+  };
+  return schema;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// ---- devices and threads ------------------------------------------------------------
+
+struct Devices {
+  torch::Device main = torch::kCPU;
+  std::vector<torch::Device> all;  ///< more than one: DataParallel
+};
+
+torch::Device parse_device(const Config& at, const std::string& text) {
+  if (text == "cpu") return torch::kCPU;
+  if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      at.fail("'" + text + "' asked for, but this " + (GRAFT_HAS_CUDA ? "machine has no CUDA device" : "graft was built without CUDA"));
+    torch::Device d = text == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(text);
+    if (d.index() >= static_cast<int>(torch::cuda::device_count()))
+      at.fail(fmt::format("'{}': there are {} CUDA devices", text, torch::cuda::device_count()));
+    return d;
+  }
+  at.fail("expected cpu, cuda, cuda:N, auto or a list of CUDA devices, got '" + text + "'");
+}
+
+Devices resolve_devices(const Config& node) {
+  Devices d;
+  if (node.is_list()) {
+    if (node.size() == 0) node.fail("an empty device list");
+    for (const auto& item : node.items()) {
+      auto dev = parse_device(item, item.as<std::string>());
+      if (!dev.is_cuda()) item.fail("a device list is for DataParallel over CUDA devices; use device: cpu alone");
+      d.all.push_back(dev);
+    }
+    if (d.all.size() > 1 && !GRAFT_HAS_CUDA) node.fail("DataParallel needs a graft built with CUDA");
+  } else {
+    const std::string text = node.is_null() ? "auto" : node.as<std::string>();
+    d.all.push_back(text == "auto" ? (torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU))
+                                   : parse_device(node, text));
+  }
+  d.main = d.all.front();
+  return d;
+}
+
+int resolve_threads(const Config& node) {
+  const std::string text = node.is_null() ? "auto" : node.scalar();
+  if (text == "auto") return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n = node.as<int>();
+  if (n < 1) node.fail("must be >= 1 or auto");
+  return n;
+}
+
+// ---- mixed precision ----------------------------------------------------------------
+
+struct Amp {
+  bool on = false;
+  c10::ScalarType dtype = torch::kFloat;
+  bool scaling = false;  // fp16: dynamic loss scaling, as torch.cuda.amp.GradScaler's defaults
+  double scale = 65536.0;
+  std::int64_t good_steps = 0;
+};
+
+/// Autocast for the calling thread while alive.
+struct AutocastScope {
+  explicit AutocastScope(const Amp& amp) : on(amp.on) {
+    if (on) compat::set_cuda_autocast(true, amp.dtype);
+  }
+  ~AutocastScope() {
+    if (on) {
+      compat::set_cuda_autocast(false, torch::kFloat);
+      compat::clear_autocast_cache();
+    }
+  }
+  bool on;
+};
+
+// ---- the pieces of a run ------------------------------------------------------------
+
+struct GroupInfo {
+  std::string name;
+  double base_lr = 0;
+  std::optional<double> base_momentum;
+};
+
+double& group_lr(torch::optim::OptimizerParamGroup& g) {
+  auto& o = g.options();
+  if (auto* p = dynamic_cast<torch::optim::SGDOptions*>(&o)) return const_cast<double&>(p->lr());
+  if (auto* p = dynamic_cast<torch::optim::AdamOptions*>(&o)) return const_cast<double&>(p->lr());
+  if (auto* p = dynamic_cast<torch::optim::AdamWOptions*>(&o)) return const_cast<double&>(p->lr());
+  if (auto* p = dynamic_cast<torch::optim::RMSpropOptions*>(&o)) return const_cast<double&>(p->lr());
+  if (auto* p = dynamic_cast<torch::optim::AdagradOptions*>(&o)) return const_cast<double&>(p->lr());
+  throw Error::runtime("the optimizer's options are of an unknown type: cannot schedule its learning rate");
+}
+
+void set_group_momentum(torch::optim::OptimizerParamGroup& g, double m) {
+  auto& o = g.options();
+  if (auto* p = dynamic_cast<torch::optim::SGDOptions*>(&o)) p->momentum(m);
+  else if (auto* p = dynamic_cast<torch::optim::RMSpropOptions*>(&o)) p->momentum(m);
+  else if (auto* p = dynamic_cast<torch::optim::AdamOptions*>(&o)) p->betas({m, std::get<1>(p->betas())});
+  else if (auto* p = dynamic_cast<torch::optim::AdamWOptions*>(&o)) p->betas({m, std::get<1>(p->betas())});
+}
+
+std::optional<double> get_group_momentum(const torch::optim::OptimizerParamGroup& g) {
+  const auto& o = g.options();
+  if (auto* p = dynamic_cast<const torch::optim::SGDOptions*>(&o)) return p->momentum();
+  if (auto* p = dynamic_cast<const torch::optim::RMSpropOptions*>(&o)) return p->momentum();
+  if (auto* p = dynamic_cast<const torch::optim::AdamOptions*>(&o)) return std::get<0>(p->betas());
+  if (auto* p = dynamic_cast<const torch::optim::AdamWOptions*>(&o)) return std::get<0>(p->betas());
+  return std::nullopt;
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--";
+  const auto t = static_cast<std::int64_t>(s + 0.5);
+  return t >= 3600 ? fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{:02}:{:02}", t / 60, t % 60);
+}
+
+std::string recipe_stem(const Recipe& recipe) { return fs::path(recipe.file).stem().string(); }
+
+std::string default_run_dir(const Recipe& recipe) {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  fs::path dir = fs::path("runs") / (recipe_stem(recipe) + "-" + stamp);
+  for (int k = 2; fs::exists(dir); ++k) dir = fs::path("runs") / fmt::format("{}-{}-{}", recipe_stem(recipe), stamp, k);
+  return dir.string();
+}
+
+/// Metric plugins of the recipe's `metrics:` (default: accuracy).
+std::vector<std::shared_ptr<Metric>> make_metrics(const Recipe& recipe, const Registry& registry) {
+  std::vector<std::shared_ptr<Metric>> out;
+  const Config node = recipe.root["metrics"];
+  if (node.is_null()) {
+    out.push_back(registry.create<Kind::metric>(parse_yaml_text("accuracy", "default metrics")));
+    return out;
+  }
+  if (!node.is_list()) node.fail("expected a list of metric plugins");
+  for (const auto& m : node.items()) out.push_back(registry.create<Kind::metric>(m));
+  return out;
+}
+
+std::shared_ptr<Loss> make_loss(const Recipe& recipe, const Registry& registry) {
+  const Config node = recipe.root["loss"];
+  return registry.create<Kind::loss>(node.is_null() ? parse_yaml_text("cross_entropy", "default loss") : node);
+}
+
+/// Everything of a run that both fit() and evaluate() need.
+struct Session {
+  const Recipe& recipe;
+  const Registry& registry;
+  Config trainer;
+  Devices devices;
+  Amp amp;
+  bool channels_last = false;
+  BuiltModel built;
+  DataPlan data;
+  std::shared_ptr<Loss> loss;
+  std::vector<std::shared_ptr<Metric>> metrics;
+  std::unique_ptr<Replicas> replicas;  // DataParallel over devices.all, when more than one
+
+  Session(const Recipe& r, const Registry& reg) : recipe(r), registry(reg) {
+    const Config root = recipe.root;
+    trainer = root["trainer"].is_null() ? parse_yaml_text("{}", "trainer") : root["trainer"];
+    trainer = trainer.validated(trainer_schema(), "trainer");
+    devices = resolve_devices(trainer["device"]);
+    const int threads = resolve_threads(trainer["threads"]);
+    torch::set_num_threads(threads);
+    if (!trainer["amp"].is_null()) {
+      const std::string a = trainer.get<std::string>("amp");
+      if (a != "bf16" && a != "fp16" && a != "none") trainer["amp"].fail("expected bf16, fp16 or none, got '" + a + "'");
+      if (a != "none") {
+        if (!devices.main.is_cuda()) trainer["amp"].fail("mixed precision needs a CUDA device (trainer.device)");
+        amp.on = true;
+        amp.dtype = a == "bf16" ? torch::kBFloat16 : torch::kHalf;
+        amp.scaling = a == "fp16";
+      }
+    }
+    channels_last = trainer.get<bool>("channels_last");
+  }
+
+  torch::nn::Module& model() { return *built.module.ptr(); }
+
+  void build() {
+    built = build_model(recipe, registry);
+    model().to(devices.main);
+    if (channels_last) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model().parameters())
+        if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+    if (devices.all.size() > 1) replicas = std::make_unique<Replicas>(built.module, devices.all);
+    data = build_data(recipe, registry);
+    loss = make_loss(recipe, registry);
+    metrics = make_metrics(recipe, registry);
+  }
+
+  torch::Tensor to_device(const torch::Tensor& t) const {
+    auto x = t.to(devices.main, /*non_blocking=*/true);
+    if (channels_last && x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    return x;
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    if (replicas) return replicas->forward(x, [this](torch::nn::AnyModule& m, const torch::Tensor& in) {
+      AutocastScope scope(amp);
+      return m.forward<torch::Tensor>(in);
+    });
+    AutocastScope scope(amp);
+    return built.module.forward<torch::Tensor>(x);
+  }
+
+  /// One pass over `dataset` in eval mode: mean loss and every metric.
+  PassResult evaluate_pass(const std::shared_ptr<Dataset>& dataset, const std::string& split,
+                           const std::vector<std::shared_ptr<Metric>>& extra = {}) {
+    PassResult r;
+    r.split = split;
+    torch::NoGradGuard no_grad;
+    const bool was_training = model().is_training();
+    model().eval();
+    Loader loader(dataset, data.eval_transforms, data.eval_options);
+    loader.start(0);
+    std::vector<std::shared_ptr<Metric>> all = metrics;
+    all.insert(all.end(), extra.begin(), extra.end());
+    for (auto& m : all) m->reset();
+    double loss_sum = 0;
+    while (auto batch = loader.next()) {
+      const auto x = to_device(batch->inputs), y = to_device(batch->targets);
+      const auto out = forward(x).to(torch::kFloat);
+      const auto l = loss->forward(out, y);
+      loss_sum += l.item<double>() * static_cast<double>(y.size(0));
+      r.samples += y.size(0);
+      for (auto& m : all) m->update(out, y);
+    }
+    r.metrics["loss"] = r.samples ? loss_sum / static_cast<double>(r.samples) : 0.0;
+    for (auto& m : all) {
+      for (const auto& [k, v] : m->compute()) r.metrics[k] = v;
+      const auto text = m->report(data.classes);
+      if (!text.empty()) r.report += text + (text.back() == '\n' ? "" : "\n");
+    }
+    model().train(was_training);
+    return r;
+  }
+};
+
+/// Hooks of `hooks:` plus the ones graft adds for its own bookkeeping.
+std::vector<std::shared_ptr<Hook>> make_hooks(const Recipe& recipe, const Registry& registry) {
+  std::vector<std::shared_ptr<Hook>> hooks;
+  const Config node = recipe.root["hooks"];
+  if (node.is_null()) return hooks;
+  if (!node.is_list()) node.fail("expected a list of hook plugins");
+  for (const auto& h : node.items()) hooks.push_back(registry.create<Kind::hook>(h));
+  return hooks;
+}
+
+template <class F> void each(std::vector<std::shared_ptr<Hook>>& hooks, F&& f) {
+  for (auto& h : hooks) f(*h);
+}
+
+}  // namespace
+
+// ---- fit -------------------------------------------------------------------------------
+
+FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options) {
+  const auto started = Clock::now();
+  check_recipe(recipe, registry);
+  Session s(recipe, registry);
+  if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
+  if (recipe.root["optimizer"].is_null()) recipe.root.fail("a recipe to train needs an optimizer: section");
+
+  FitResult result;
+  std::string run_dir = options.run_dir.empty() ? s.trainer.get<std::string>("run_dir") : options.run_dir;
+  if (run_dir.empty()) run_dir = default_run_dir(recipe);
+  RunOutput out(options.write_run_dir ? run_dir : "", options.progress);
+  result.run_dir = out.dir();
+  out.write_text("recipe.yaml", "# resolved from " + recipe.file + "\n" + recipe.root.to_yaml());
+  spdlog::info("run dir {}", out.dir().empty() ? "(none)" : out.dir());
+
+  s.build();
+  auto& model = s.model();
+  spdlog::info("device {}{}, {} CPU threads{}", s.devices.main.str(),
+               s.devices.all.size() > 1 ? fmt::format(" (DataParallel over {} devices)", s.devices.all.size()) : "",
+               torch::get_num_threads(), s.amp.on ? (s.amp.scaling ? ", amp fp16" : ", amp bf16") : "");
+  for (const auto& line : s.built.changes) spdlog::info("model: {}", line);
+  spdlog::info("data: {}", s.data.description);
+
+  const Config& tr = s.trainer;
+  const std::int64_t epochs = tr.get<std::int64_t>("epochs");
+  const std::int64_t max_steps = tr.get<std::int64_t>("max_steps");
+  const std::int64_t val_every = tr.get<std::int64_t>("val_every");
+  const std::int64_t log_every = std::max<std::int64_t>(1, tr.get<std::int64_t>("log_every"));
+  const std::int64_t accumulate = tr.get<std::int64_t>("accumulate");
+  if (epochs < 1) tr["epochs"].fail("must be >= 1");
+  if (max_steps < 0) tr["max_steps"].fail("must be >= 0");
+  if (accumulate < 1) tr["accumulate"].fail("must be >= 1");
+  const std::optional<double> clip_norm =
+      tr["clip_grad_norm"].is_null() ? std::nullopt : std::optional<double>(tr.get<double>("clip_grad_norm"));
+  const std::optional<double> clip_value =
+      tr["clip_grad_value"].is_null() ? std::nullopt : std::optional<double>(tr.get<double>("clip_grad_value"));
+  const bool stop_on_nan = tr.get<bool>("stop_on_nan");
+
+  // freezing and the optimizer
+  const auto freezers = make_freezers(recipe, registry);
+  const ModelInfo info = model_info(model);
+  FreezeState frozen = freeze_state(freezers, info, 0, 0);
+  apply_freeze(model, frozen);
+  OptimizerPlan plan = plan_optimizer(recipe, registry, model, frozen);
+  auto optimizer = make_optimizer(recipe, registry, plan);
+  std::vector<GroupInfo> groups;
+  for (std::size_t k = 0; k < plan.groups.size(); ++k)
+    groups.push_back({plan.groups[k].name, plan.groups[k].lr, get_group_momentum(optimizer->param_groups()[k])});
+
+  Loader loader(s.data.train, s.data.train_transforms, s.data.train_options);
+  const std::int64_t batches = loader.batches_per_epoch();
+  if (batches == 0) recipe.root["data"].fail("the training split gives no batch (fewer samples than batch_size with drop_last)");
+  const std::int64_t steps_per_epoch = (batches + accumulate - 1) / accumulate;
+  const std::int64_t planned_steps = max_steps > 0 ? std::min(max_steps, epochs * steps_per_epoch) : epochs * steps_per_epoch;
+  const std::int64_t planned_epochs = (planned_steps + steps_per_epoch - 1) / steps_per_epoch;
+
+  // the scheduler
+  std::shared_ptr<Scheduler> scheduler;
+  bool sched_per_step = false;
+  std::int64_t sched_count = 0;
+  if (!recipe.root["scheduler"].is_null()) {
+    const Config sc = recipe.root["scheduler"];
+    scheduler = registry.create<Kind::scheduler>(sc, {"interval"});
+    const std::string interval =
+        sc.is_map() && sc.has("interval") ? sc["interval"].as<std::string>() : scheduler->default_interval();
+    if (interval != "epoch" && interval != "step") sc["interval"].fail("expected epoch or step, got '" + interval + "'");
+    sched_per_step = interval == "step";
+    ScheduleInfo si;
+    si.per_step = sched_per_step;
+    si.steps_per_epoch = steps_per_epoch;
+    si.epochs = planned_epochs;
+    si.total = sched_per_step ? planned_steps : planned_epochs;
+    scheduler->setup(si);
+  }
+  auto apply_schedule = [&] {
+    if (!scheduler) return;
+    for (std::size_t k = 0; k < groups.size(); ++k) {
+      auto& g = optimizer->param_groups()[k];
+      group_lr(g) = scheduler->lr(groups[k].base_lr, sched_count);
+      if (groups[k].base_momentum)
+        if (auto m = scheduler->momentum(*groups[k].base_momentum, sched_count)) set_group_momentum(g, *m);
+    }
+  };
+  auto advance_schedule = [&](const std::map<std::string, double>& metrics) {
+    if (!scheduler) return;
+    const std::string monitor = scheduler->monitor();
+    if (!monitor.empty()) {
+      const auto it = metrics.find(monitor);
+      if (it == metrics.end())
+        recipe.root["scheduler"].fail(fmt::format("monitors '{}', which this run does not compute (it has: {})", monitor,
+                                                  [&] {
+                                                    std::string names;
+                                                    for (const auto& [k, v] : metrics) names += (names.empty() ? "" : ", ") + k;
+                                                    return names;
+                                                  }()));
+      scheduler->observe(it->second);
+    }
+    ++sched_count;
+    apply_schedule();
+  };
+  apply_schedule();
+
+  auto hooks = make_hooks(recipe, registry);
+  TrainContext ctx;
+  ctx.model = &model;
+  ctx.optimizer = optimizer.get();
+  ctx.max_epochs = planned_epochs;
+  ctx.max_steps = max_steps;
+  ctx.batches_per_epoch = batches;
+  ctx.run_dir = out.dir();
+
+  const auto params = model.parameters();
+  json last_record;
+  auto first_lr = [&] { return optimizer->param_groups().empty() ? 0.0 : group_lr(optimizer->param_groups()[0]); };
+
+  try {
+    each(hooks, [&](Hook& h) { h.on_fit_start(ctx); });
+    bool done = false;
+    for (std::int64_t epoch = 0; epoch < planned_epochs && !done; ++epoch) {
+      ctx.epoch = epoch;
+      result.epochs = epoch + 1;
+      // a schedule may unfreeze parameters at this epoch: they join their groups
+      if (epoch > 0 && !freezers.empty()) {
+        FreezeState now = freeze_state(freezers, info, epoch, ctx.step);
+        if (now.frozen != frozen.frozen || now.eval_modules != frozen.eval_modules) {
+          apply_freeze(model, now);
+          OptimizerPlan next = plan_optimizer(recipe, registry, model, now);
+          std::vector<ParamGroup> added;
+          for (auto& g : next.groups) {
+            auto it = std::find_if(groups.begin(), groups.end(), [&](const GroupInfo& gi) { return gi.name == g.name; });
+            if (it != groups.end()) {
+              auto& pg = optimizer->param_groups()[static_cast<std::size_t>(it - groups.begin())];
+              for (std::size_t i = 0; i < g.params.size(); ++i) {
+                const bool present = std::any_of(pg.params().begin(), pg.params().end(),
+                                                 [&](const torch::Tensor& t) { return t.is_same(g.params[i]); });
+                if (!present) pg.params().push_back(g.params[i]);
+              }
+            } else {
+              added.push_back(g);
+            }
+          }
+          if (!added.empty()) {
+            auto extra = make_optimizer(recipe, registry, OptimizerPlan{plan.optimizer, added, {}});
+            for (std::size_t k = 0; k < added.size(); ++k) {
+              optimizer->add_param_group(extra->param_groups()[k]);
+              groups.push_back({added[k].name, added[k].lr, get_group_momentum(extra->param_groups()[k])});
+            }
+            apply_schedule();
+          }
+          spdlog::info("epoch {}: unfroze {} tensors{}", epoch + 1, frozen.frozen.size() - now.frozen.size(),
+                       added.empty() ? "" : fmt::format(" ({} new optimizer groups)", added.size()));
+          frozen = std::move(now);
+        }
+      }
+      model.train();
+      apply_freeze(model, frozen);
+      for (auto& m : s.metrics) m->reset();
+      each(hooks, [&](Hook& h) { h.on_epoch_start(ctx); });
+      loader.start(epoch);
+      double loss_sum = 0;
+      std::int64_t seen = 0;
+      const auto epoch_started = Clock::now();
+      auto window_started = Clock::now();
+      std::int64_t window_samples = 0;
+      optimizer->zero_grad();
+      std::int64_t in_accumulation = 0;
+      for (std::int64_t b = 0; b < batches; ++b) {
+        auto batch = loader.next();
+        if (!batch) break;
+        ctx.batch = b;
+        ctx.inputs = s.to_device(batch->inputs);
+        ctx.targets = s.to_device(batch->targets);
+        each(hooks, [&](Hook& h) { h.on_batch_start(ctx); });
+        ctx.output = s.forward(ctx.inputs);
+        {
+          AutocastScope scope(s.amp);
+          ctx.loss = s.loss->forward(ctx.output.to(torch::kFloat), ctx.targets);
+        }
+        ctx.loss_value = ctx.loss.item<double>();
+        if (stop_on_nan && !std::isfinite(ctx.loss_value))
+          throw Error::runtime(fmt::format(
+              "non-finite loss ({}) at epoch {}, batch {}, after {} optimizer steps: training stopped; nothing of this "
+              "step was applied or saved (lower the learning rate, or set trainer.clip_grad_norm)",
+              ctx.loss_value, epoch + 1, b + 1, ctx.step));
+        each(hooks, [&](Hook& h) { h.on_after_forward(ctx); });
+        const std::int64_t n = ctx.targets.size(0);
+        loss_sum += ctx.loss_value * static_cast<double>(n);
+        seen += n;
+        window_samples += n;
+        {
+          torch::NoGradGuard no_grad;
+          for (auto& m : s.metrics) m->update(ctx.output.detach(), ctx.targets);
+        }
+        // the last group of an epoch may hold fewer batches: scale by what it really holds
+        const std::int64_t group_start = b - in_accumulation;
+        const std::int64_t group_size = std::min(accumulate, batches - group_start);
+        torch::Tensor to_backward = group_size > 1 ? ctx.loss / static_cast<double>(group_size) : ctx.loss;
+        if (s.amp.scaling) to_backward = to_backward * s.amp.scale;
+        to_backward.backward();
+        if (s.replicas) s.replicas->reduce_gradients();
+        ++in_accumulation;
+        each(hooks, [&](Hook& h) { h.on_after_backward(ctx); });
+        if (in_accumulation == group_size) {
+          in_accumulation = 0;
+          bool skip = false;
+          if (s.amp.scaling) {  // unscale; skip the step when a gradient overflowed
+            torch::NoGradGuard no_grad;
+            bool finite = true;
+            for (auto& p : params)
+              if (p.grad().defined()) {
+                p.mutable_grad().mul_(1.0 / s.amp.scale);
+                finite = finite && torch::isfinite(p.grad()).all().item<bool>();
+              }
+            if (!finite) {
+              skip = true;
+              s.amp.scale *= 0.5;
+              s.amp.good_steps = 0;
+            } else if (++s.amp.good_steps == 2000) {
+              s.amp.scale *= 2.0;
+              s.amp.good_steps = 0;
+            }
+          }
+          if (!skip) {
+            if (clip_norm) torch::nn::utils::clip_grad_norm_(params, *clip_norm);
+            if (clip_value) torch::nn::utils::clip_grad_value_(params, *clip_value);
+            each(hooks, [&](Hook& h) { h.on_before_optimizer_step(ctx); });
+            optimizer->step();
+            if (s.replicas) s.replicas->sync_parameters();
+          }
+          optimizer->zero_grad();
+          ++ctx.step;
+          each(hooks, [&](Hook& h) { h.on_after_optimizer_step(ctx); });
+          if (sched_per_step) advance_schedule(ctx.metrics);
+          if (ctx.step % log_every == 0) {
+            const double secs = seconds_since(window_started);
+            json rec = {{"epoch", epoch + 1},     {"step", ctx.step},
+                        {"loss", ctx.loss_value}, {"lr", first_lr()},
+                        {"img_per_s", secs > 0 ? static_cast<double>(window_samples) / secs : 0.0},
+                        {"time", seconds_since(started)}};
+            out.metrics_line(rec);
+            out.log_step(fmt::format("epoch {}/{} step {} loss {:.4f} lr {:.3g} {:.0f} img/s", epoch + 1, planned_epochs,
+                                     ctx.step, ctx.loss_value, first_lr(), rec["img_per_s"].get<double>()));
+            window_started = Clock::now();
+            window_samples = 0;
+          }
+        }
+        ctx.metrics["train/loss"] = loss_sum / static_cast<double>(seen);
+        ctx.metrics["lr"] = first_lr();
+        each(hooks, [&](Hook& h) { h.on_batch_end(ctx); });
+        const double elapsed = seconds_since(epoch_started);
+        out.progress(epoch + 1, planned_epochs, b + 1, batches, ctx.metrics["train/loss"],
+                     static_cast<double>(seen) / std::max(elapsed, 1e-9), elapsed / static_cast<double>(b + 1) * static_cast<double>(batches - b - 1));
+        if (max_steps > 0 && ctx.step >= max_steps && in_accumulation == 0) {
+          result.stop_reason = "max_steps";
+          done = true;
+          break;
+        }
+        if (ctx.stop_requested) {
+          result.stop_reason = ctx.stop_reason.empty() ? "a hook asked to stop" : ctx.stop_reason;
+          done = true;
+          break;
+        }
+      }
+      out.end_progress();
+      for (auto& m : s.metrics)
+        for (const auto& [k, v] : m->compute()) ctx.metrics["train/" + k] = v;
+      json rec = {{"epoch", epoch + 1}, {"step", ctx.step}, {"time", seconds_since(started)}, {"lr", first_lr()},
+                  {"epoch_seconds", seconds_since(epoch_started)}};
+      if (s.data.val && val_every > 0 && ((epoch + 1) % val_every == 0 || epoch + 1 == planned_epochs || done)) {
+        each(hooks, [&](Hook& h) { h.on_validation_start(ctx); });
+        const PassResult v = s.evaluate_pass(s.data.val, "val");
+        for (const auto& [k, val] : v.metrics) ctx.metrics["val/" + k] = val;
+        each(hooks, [&](Hook& h) { h.on_validation_end(ctx); });
+      }
+      for (const auto& [k, v] : ctx.metrics) rec[k] = v;
+      out.metrics_line(rec);
+      std::string line = fmt::format("epoch {}/{}: train loss {:.4f}", epoch + 1, planned_epochs, ctx.metrics["train/loss"]);
+      if (ctx.metrics.count("train/top1")) line += fmt::format(" top1 {:.2f}%", 100 * ctx.metrics["train/top1"]);
+      if (ctx.metrics.count("val/loss")) line += fmt::format(", val loss {:.4f}", ctx.metrics["val/loss"]);
+      if (ctx.metrics.count("val/top1")) line += fmt::format(" top1 {:.2f}%", 100 * ctx.metrics["val/top1"]);
+      line += fmt::format(" ({})", fmt_duration(seconds_since(epoch_started)));
+      spdlog::info("{}", line);
+      each(hooks, [&](Hook& h) { h.on_epoch_end(ctx); });
+      if (!sched_per_step) advance_schedule(ctx.metrics);
+      if (ctx.stop_requested && !done) {
+        result.stop_reason = ctx.stop_reason.empty() ? "a hook asked to stop" : ctx.stop_reason;
+        done = true;
+      }
+    }
+    if (result.stop_reason.empty()) result.stop_reason = max_steps > 0 && ctx.step >= max_steps ? "max_steps" : "epochs";
+    result.steps = ctx.step;
+    result.metrics = ctx.metrics;
+
+    // the weights, as a checkpoint dict Python's torch.load reads (seed 001's keys)
+    if (!out.dir().empty()) {
+      c10::impl::GenericDict ckpt(c10::StringType::get(), c10::AnyType::get());
+      ckpt.insert("epoch", c10::IValue(result.epochs));
+      ckpt.insert("step", c10::IValue(result.steps));
+      c10::Dict<std::string, torch::Tensor> weights;
+      for (const auto& item : state_dict(model)) weights.insert(item.key(), item.value().detach().to(torch::kCPU));
+      ckpt.insert("model_state_dict", weights);
+      ckpt.insert("loss", c10::IValue(ctx.metrics.count("train/loss") ? ctx.metrics["train/loss"] : 0.0));
+      ckpt.insert("graft_version", c10::IValue(std::string(GRAFT_VERSION)));
+      result.checkpoint = out.write_checkpoint("last.pth", ckpt);
+      spdlog::info("weights saved to {}", result.checkpoint);
+    }
+
+    if (tr.get<bool>("test") && s.data.test) {
+      std::vector<std::shared_ptr<Metric>> extra;
+      for (const char* name : {"per_class_accuracy", "confusion_matrix"})
+        if (registry.find(Kind::metric, name)) extra.push_back(registry.create<Kind::metric>(parse_yaml_text(name, "final report")));
+      result.test = s.evaluate_pass(s.data.test, "test", extra);
+      for (const auto& [k, v] : result.test->metrics) result.metrics["test/" + k] = v;
+    }
+    each(hooks, [&](Hook& h) { h.on_fit_end(ctx); });
+  } catch (const std::exception& e) {
+    out.end_progress();
+    for (auto& h : hooks) {
+      try {
+        h->on_exception(ctx, e);
+      } catch (const std::exception& again) {
+        spdlog::error("a hook failed while handling the error: {}", again.what());
+      }
+    }
+    throw;
+  }
+  result.seconds = seconds_since(started);
+  out.final_report(recipe.file, result);
+  return result;
+}
+
+// ---- evaluate --------------------------------------------------------------------------
+
+PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint, const std::string& split) {
+  check_recipe(recipe, registry);
+  if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to evaluate needs a data: section");
+  // The checkpoint holds every weight: the recipe's pretrained source is not needed.
+  Recipe bare = recipe;
+  bare.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "graft eval"));
+  Session s(bare, registry);
+  s.build();
+  const StateDict weights = load_state_dict(checkpoint);
+  const StateDict mine = state_dict(s.model());
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (const auto& item : mine) {
+    const auto* w = weights.find(item.key());
+    if (!w) missing.push_back(item.key());
+    else if (w->sizes() != item.value().sizes())
+      mismatched.push_back(fmt::format("{} {} vs {}", item.key(), fmt::join(w->sizes(), "x"), fmt::join(item.value().sizes(), "x")));
+  }
+  for (const auto& item : weights)
+    if (!mine.find(item.key())) unexpected.push_back(item.key());
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty())
+    throw Error::usage(fmt::format("{}: does not fit the recipe's model ({} missing, {} unexpected, {} of another shape; first: {})",
+                                   checkpoint, missing.size(), unexpected.size(), mismatched.size(),
+                                   !missing.empty() ? missing[0] : !unexpected.empty() ? unexpected[0] : mismatched[0]));
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& item : mine) item.value().copy_(weights[item.key()]);
+  }
+  std::shared_ptr<Dataset> data = s.data.test;
+  std::string name = "test";
+  if (!split.empty() && split != "test") {
+    if (split == "val") data = s.data.val, name = "val";
+    else if (split == "train") data = s.data.train, name = "train";
+    else throw Error::usage("--split: expected train, val or test, got '" + split + "'");
+  }
+  if (!data) throw Error::usage("the recipe has no " + name + " split to evaluate");
+  std::vector<std::shared_ptr<Metric>> extra;
+  for (const char* m : {"per_class_accuracy", "confusion_matrix"})
+    if (registry.find(Kind::metric, m)) extra.push_back(registry.create<Kind::metric>(parse_yaml_text(m, "eval report")));
+  return s.evaluate_pass(data, name, extra);
+}
+
+}  // namespace graft

@@ -1,0 +1,118 @@
+// Every shipped recipe trains: a short run of each (a few optimizer steps) with the real
+// Fashion-MNIST files, stand-in torchvision weights (random weights of the right
+// architecture, written by Python into a private hub cache) and, for CIFAR-10, a few
+// records in CIFAR's binary format written by the test.
+#define BOOST_TEST_MODULE recipes
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "support/run.h"
+
+namespace fs = std::filesystem;
+using graft::test::contains;
+using graft::test::run;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string source_dir = GRAFT_SOURCE_DIR;
+const std::string graft_bin = GRAFT_BIN;
+
+struct Env {
+  fs::path dir = graft::test::temp_dir("recipes");
+  Env() {
+    const auto hub = dir / "torch" / "hub" / "checkpoints";
+    fs::create_directories(hub);
+    const auto made = run(std::string(GRAFT_PYTHON) + " -c \"import torch, torchvision.models as m\n"
+                          "for name, file in [('resnet18', 'resnet18-f37072fd.pth'), ('vgg16', 'vgg16-397923af.pth')]:\n"
+                          "    torch.save(getattr(m, name)().state_dict(), '" + hub.string() + "/' + file)\"");
+    BOOST_TEST_REQUIRE(made.code == 0, made.err);
+    // CIFAR-10 binary batches: 1 label byte + 3072 pixel bytes per record
+    const auto cifar = dir / "cifar-10-batches-bin";
+    fs::create_directories(cifar);
+    auto batch = [&](const std::string& name, int records) {
+      std::ofstream out(cifar / name, std::ios::binary);
+      for (int r = 0; r < records; ++r) {
+        out.put(static_cast<char>(r % 10));
+        for (int i = 0; i < 3072; ++i) out.put(static_cast<char>((r * 7 + i * 13) % 256));
+      }
+    };
+    for (int k = 1; k <= 5; ++k) batch("data_batch_" + std::to_string(k) + ".bin", 20);
+    batch("test_batch.bin", 20);
+    std::ofstream(cifar / "batches.meta.txt") << "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n";
+  }
+  ~Env() { fs::remove_all(dir); }
+
+  /// `graft train` in the env's directory (relative run dirs land there), offline.
+  graft::test::Result train(const std::string& recipe, const std::string& sets) const {
+    return run("cd " + dir.string() + " && TORCH_HOME=" + (dir / "torch").string() + " GRAFT_OFFLINE=1 " + graft_bin +
+               " train " + source_dir + "/recipes/" + recipe + " --json " + sets);
+  }
+};
+
+Env& env() {
+  static Env e;
+  return e;
+}
+
+// A few steps, small batches; validation and the final test pass only where cheap.
+const std::string short_run = " --set trainer.max_steps=3 --set data.batch_size=8 --set data.workers=1";
+const std::string no_eval = " --set data.val=none --set trainer.test=false";
+
+json trained(const std::string& recipe, const std::string& sets) {
+  const auto r = env().train(recipe, sets);
+  BOOST_TEST_REQUIRE(r.code == 0, recipe << ": " << r.err);
+  const auto j = json::parse(r.out);
+  BOOST_TEST(j["steps"] == 3, recipe);
+  BOOST_TEST(fs::exists(j["checkpoint"].get<std::string>()), recipe);
+  return j;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(fashion_mnist_cnn_trains_validates_and_tests) {
+  const auto j = trained("fashion_mnist_cnn.yaml", short_run + " --set trainer.run_dir=runs/cnn");
+  BOOST_TEST(j["metrics"].contains("val/top1"));
+  BOOST_TEST(j["metrics"].contains("test/top1"));
+  BOOST_TEST(fs::exists(env().dir / "runs/cnn/report.txt"));
+}
+
+BOOST_AUTO_TEST_CASE(fashion_mnist_resnet18_trains) { trained("fashion_mnist_resnet18.yaml", short_run + no_eval); }
+
+BOOST_AUTO_TEST_CASE(transfer_pretrain_then_finetune_and_scratch) {
+  trained("transfer/pretrain.yaml", short_run + no_eval);
+  BOOST_REQUIRE(fs::exists(env().dir / "runs/transfer-pretrain/checkpoints/last.pth"));
+  const auto f = env().train("transfer/finetune.yaml", short_run + no_eval);
+  BOOST_TEST_REQUIRE(f.code == 0, f.err);
+  BOOST_TEST(contains(f.err, "loaded"), f.err);
+  trained("transfer/scratch.yaml", short_run + no_eval);
+}
+
+BOOST_AUTO_TEST_CASE(seed_recipes_with_torchvision_weights_train) {
+  for (const char* r : {"seeds/resnet18_torchvision_finetune.yaml", "seeds/resnet18_finetune_head.yaml",
+                        "seeds/resnet18_frozen_backbone.yaml", "seeds/resnet18_grayscale.yaml"})
+    trained(r, short_run + no_eval);
+}
+
+BOOST_AUTO_TEST_CASE(cifar10_vgg16_trains_on_cifar_binary_batches) {
+  trained("cifar10_vgg16.yaml", short_run + " --set data.dataset.root=" + (env().dir / "cifar-10-batches-bin").string() +
+                                    " --set data.eval_batch_size=10");
+}
+
+BOOST_AUTO_TEST_CASE(every_shipped_recipe_is_run_here) {
+  // a new recipe must get a short run above
+  const std::set<std::string> covered = {
+      "fashion_mnist_cnn.yaml", "fashion_mnist_resnet18.yaml", "transfer/pretrain.yaml", "transfer/finetune.yaml",
+      "transfer/scratch.yaml", "seeds/resnet18_torchvision_finetune.yaml", "seeds/resnet18_finetune_head.yaml",
+      "seeds/resnet18_frozen_backbone.yaml", "seeds/resnet18_grayscale.yaml", "cifar10_vgg16.yaml"};
+  for (const auto& entry : fs::recursive_directory_iterator(source_dir + "/recipes")) {
+    if (entry.path().extension() != ".yaml") continue;
+    const auto rel = fs::relative(entry.path(), source_dir + "/recipes").string();
+    BOOST_TEST(covered.count(rel) == 1u, rel << " has no short run in test_recipes");
+  }
+}
