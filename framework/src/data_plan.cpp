@@ -275,8 +275,9 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   plan.test = restrict(test);
   if (fraction > 0) {
     Rng rng(Rng::seed_for(seed, kValStream, 0));
+    // Each class keeps at least one training sample.
     auto [held, rest] = split_per_class(train_sel, num_classes, rng, [&](std::int64_t, std::int64_t n) {
-      return static_cast<std::int64_t>(std::llround(fraction * static_cast<double>(n)));
+      return std::min(static_cast<std::int64_t>(std::llround(fraction * static_cast<double>(n))), std::max<std::int64_t>(n - 1, 0));
     });
     if (held.indices.empty())
       val_key.fail("a fraction of " + val_text + " holds out no sample of the " +

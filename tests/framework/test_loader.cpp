@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <filesystem>
 #include <set>
 
 #include "graft/loader.h"
@@ -18,6 +19,7 @@ using graft::Batch;
 using graft::Loader;
 using graft::LoaderOptions;
 using graft::test::contains;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -352,6 +354,31 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_subset) {
   BOOST_TEST(plan.test->size() == 5000);
   BOOST_TEST(plan.classes == (std::vector<std::string>{"Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}));
   BOOST_TEST(counts(*plan.train, 5) == (std::vector<std::int64_t>{50, 50, 50, 50, 50}));
+}
+
+BOOST_AUTO_TEST_CASE(an_image_folder_without_a_test_split) {
+  const auto dir = graft::test::temp_dir("loader-folder");
+  const auto r = graft::test::run(std::string(GRAFT_PYTHON) + " " + GRAFT_SOURCE_DIR + "/tests/plugins/data_oracle.py folder " +
+                                  dir.string() + " " + (dir / "want.pth").string());
+  BOOST_REQUIRE_MESSAGE(r.code == 0, r.err);
+  const std::string data = "  dataset: {name: image_folder, train: " + (dir / "train").string() +
+                           ", mode: rgb}\n  transforms: [{name: resize, size: [8, 8]}, to_tensor]\n  workers: 2\n";
+  auto plan = build(data);
+  BOOST_TEST(plan.train->size() == 10);
+  BOOST_TEST(!plan.val);  // val: test by default, and there is no test split
+  BOOST_TEST(!plan.test);
+  BOOST_TEST(plan.eval_transforms.size() == 2u);
+  BOOST_TEST(plan.sample_shape == (std::vector<std::int64_t>{3, 8, 8}));
+  BOOST_TEST(contains(plan.description, "val: none"), plan.description);
+  Loader l(plan.train, plan.train_transforms, plan.train_options);
+  BOOST_TEST(l.next()->inputs.sizes() == torch::IntArrayRef({10, 3, 8, 8}));
+  // a stratified half: cat 4 -> 2, dog 5 -> 3 (2.5 rounded), emu 1 -> 0 (every class keeps a training sample)
+  plan = build(data + "  val: 0.5\n");
+  BOOST_TEST(counts(*plan.val, 3) == (std::vector<std::int64_t>{2, 3, 0}));
+  BOOST_TEST(counts(*plan.train, 3) == (std::vector<std::int64_t>{2, 2, 1}));
+  const auto e = error_of([&] { build(data + "  test_split: test\n"); });
+  BOOST_TEST(contains(e.what(), "data.test_split: unknown split 'test' of dataset image_folder (available: train)"), e.what());
+  fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_CASE(data_section_errors_name_the_key) {
