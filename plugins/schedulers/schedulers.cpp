@@ -252,7 +252,7 @@ GRAFT_PLUGIN(scheduler, "one_cycle", make<OneCycle>,
              KeySpec("div_factor", 25.0, "initial lr = max_lr / div_factor"),
              KeySpec("final_div_factor", 1e4, "final lr = initial lr / final_div_factor"),
              KeySpec("three_phase", false, "anneal back to the initial lr before the final decay"),
-             KeySpec("cycle_momentum", true, "cycle momentum (SGD momentum, Adam beta1) inversely to the lr"),
+             KeySpec("cycle_momentum", true, "cycle momentum (SGD momentum, Adam beta1) inversely to the lr; replaces the optimizer's, as in Python"),
              KeySpec("base_momentum", 0.85, "lowest momentum, at the peak lr"),
              KeySpec("max_momentum", 0.95, "highest momentum, at the start and the end"));
 GRAFT_PLUGIN(scheduler, "linear", make<Linear>, "lr factor moving linearly from start_factor to end_factor (LinearLR)",
