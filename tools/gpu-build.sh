@@ -36,5 +36,7 @@ cmake -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DCMAKE_BUILD_RPATH="$LIBDIR" \
   -DGRAFT_BUILD_TESTS="${GRAFT_BUILD_TESTS:-OFF}" "$@"
-cmake --build "$BUILD_DIR" --parallel "$(nproc)"
+KEEP_GOING=()
+[[ ${GRAFT_KEEP_GOING:-0} == 1 && ${#GENERATOR[@]} -gt 0 ]] && KEEP_GOING=(-- -k 0)
+cmake --build "$BUILD_DIR" --parallel "$(nproc)" "${KEEP_GOING[@]}"
 "$BUILD_DIR/bin/graft" version

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 DEST=${1:-third_party/debs}
 PACKAGES=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 nlohmann-json3-dev
           libcli11-dev libboost1.74-dev libboost-filesystem1.74-dev libboost-filesystem1.74.0
-          libcurl4-openssl-dev)
+)  # libcurl: the machine's own (the dev .deb alone links its static library)
 mkdir -p "$DEST"
 cd "$DEST"
 # apt-get download drops privileges to _apt: let it write here

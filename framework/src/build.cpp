@@ -2,6 +2,7 @@
 // -> head reset -> surgery. Each step records what it changed, and every parameter where
 // its values come from (loaded, adapted, new).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <functional>

@@ -1,5 +1,6 @@
 // Freezing policies and optimizer parameter groups: what trains, and how.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <functional>

@@ -1,6 +1,7 @@
 #include "graft/summary.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <set>
