@@ -303,12 +303,15 @@ struct Session {
 };
 
 /// Hooks of `hooks:` plus the ones graft adds for its own bookkeeping.
-std::vector<std::shared_ptr<Hook>> make_hooks(const Recipe& recipe, const Registry& registry) {
+std::vector<std::shared_ptr<Hook>> make_hooks(const Recipe& recipe, const Registry& registry, std::vector<std::string>& names) {
   std::vector<std::shared_ptr<Hook>> hooks;
   const Config node = recipe.root["hooks"];
   if (node.is_null()) return hooks;
   if (!node.is_list()) node.fail("expected a list of hook plugins");
-  for (const auto& h : node.items()) hooks.push_back(registry.create<Kind::hook>(h));
+  for (const auto& h : node.items()) {
+    hooks.push_back(registry.create<Kind::hook>(h));
+    names.push_back(Registry::spec_name(h));
+  }
   return hooks;
 }
 
@@ -340,6 +343,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   spdlog::info("device {}{}, {} CPU threads{}", s.devices.main.str(),
                s.devices.all.size() > 1 ? fmt::format(" (DataParallel over {} devices)", s.devices.all.size()) : "",
                torch::get_num_threads(), s.amp.on ? (s.amp.scaling ? ", amp fp16" : ", amp bf16") : "");
+  if (s.built.weights) spdlog::info("weights: {}: {}", s.built.weights->file, s.built.weights->summary());
   for (const auto& line : s.built.changes) spdlog::info("model: {}", line);
   spdlog::info("data: {}", s.data.description);
 
@@ -422,7 +426,8 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   };
   apply_schedule();
 
-  auto hooks = make_hooks(recipe, registry);
+  std::vector<std::string> hook_names;
+  auto hooks = make_hooks(recipe, registry, hook_names);
   TrainContext ctx;
   ctx.model = &model;
   ctx.optimizer = optimizer.get();
@@ -623,6 +628,20 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       ckpt.insert("model_state_dict", weights);
       ckpt.insert("loss", c10::IValue(ctx.metrics.count("train/loss") ? ctx.metrics["train/loss"] : 0.0));
       ckpt.insert("graft_version", c10::IValue(std::string(GRAFT_VERSION)));
+      // each hook's own state, under its position and name ("0:early_stopping")
+      c10::impl::GenericDict hook_states(c10::StringType::get(), c10::AnyType::get());
+      for (std::size_t k = 0; k < hooks.size(); ++k) {
+        c10::impl::GenericDict state(c10::StringType::get(), c10::AnyType::get());
+        hooks[k]->on_save_checkpoint(ctx, state);
+        if (state.size() > 0) hook_states.insert(fmt::format("{}:{}", k, hook_names[k]), state);
+      }
+      ckpt.insert("hooks", hook_states);
+      if (scheduler) {
+        c10::impl::GenericDict sched(c10::StringType::get(), c10::AnyType::get());
+        sched.insert("count", c10::IValue(sched_count));
+        for (const auto& [k, v] : scheduler->state()) sched.insert(k, c10::IValue(v));
+        ckpt.insert("scheduler", sched);
+      }
       result.checkpoint = out.write_checkpoint("last.pth", ckpt);
       spdlog::info("weights saved to {}", result.checkpoint);
     }

@@ -184,11 +184,13 @@ class OneCycle : public graft::Scheduler {
               {n - 1, initial_lr, min_lr, max_m, max_m}};
     return {{pct_start_ * n - 1, initial_lr, max_lr, max_m, base_m}, {n - 1, max_lr, min_lr, base_m, max_m}};
   }
-  // Python divides by each phase's length: none may be empty.
+  // Python divides by each phase's length: a phase that ends where it starts is a
+  // ZeroDivisionError there, an error here. (A very short run gives phases of negative
+  // length: Python then anneals on with the other phase's values, and so does graft.)
   void check_phases(const Config& at) const {
     double start = 0;
     for (const auto& p : phases()) {
-      if (!(p.end_step > start))
+      if (p.end_step == start)
         at.fail("pct_start " + num(pct_start_) + " of " + std::to_string(total_) + " steps leaves a phase of " +
                 (three_phase_ ? "the three-phase " : "") + "one_cycle with no steps; raise total_steps or change pct_start");
       start = p.end_step;
@@ -196,7 +198,7 @@ class OneCycle : public graft::Scheduler {
   }
   // Python refuses to step past total_steps; graft holds the final lr (and momentum) there.
   std::pair<Phase, double> locate(std::int64_t count) const {
-    if (total_ < 2) throw graft::Error::runtime("scheduler one_cycle: lr() asked before setup() gave the run's length");
+    if (total_ < 1) throw graft::Error::runtime("scheduler one_cycle: lr() asked before setup() gave the run's length");
     const double step = static_cast<double>(count > total_ ? total_ - 1 : count);
     const auto ps = phases();
     double start = 0;

@@ -69,7 +69,7 @@ json trained(const std::string& recipe, const std::string& sets) {
   BOOST_TEST_REQUIRE(r.code == 0, recipe << ": " << r.err);
   const auto j = json::parse(r.out);
   BOOST_TEST(j["steps"] == 3, recipe);
-  BOOST_TEST(fs::exists(j["checkpoint"].get<std::string>()), recipe);
+  BOOST_TEST(fs::exists(env().dir / j["checkpoint"].get<std::string>()), recipe);  // relative to where it ran
   return j;
 }
 
@@ -89,7 +89,8 @@ BOOST_AUTO_TEST_CASE(transfer_pretrain_then_finetune_and_scratch) {
   BOOST_REQUIRE(fs::exists(env().dir / "runs/transfer-pretrain/checkpoints/last.pth"));
   const auto f = env().train("transfer/finetune.yaml", short_run + no_eval);
   BOOST_TEST_REQUIRE(f.code == 0, f.err);
-  BOOST_TEST(contains(f.err, "loaded"), f.err);
+  BOOST_TEST(contains(f.err, "weights: runs/transfer-pretrain/checkpoints/last.pth: 18 loaded"), f.err);
+  BOOST_TEST(contains(f.err, "model: surgery: replaced classifier.3"), f.err);
   trained("transfer/scratch.yaml", short_run + no_eval);
 }
 

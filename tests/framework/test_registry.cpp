@@ -89,7 +89,8 @@ BOOST_AUTO_TEST_CASE(unknown_plugin_lists_and_suggests) {
   BOOST_TEST(e.exit_code() == 2);
   BOOST_TEST(contains(e.what(), "test.yaml:1:7: name: unknown backbone 'lenett' (did you mean 'lenet'?); known: "));
   BOOST_TEST(contains(e.what(), "lenet, mlp,"));
-  const auto none = error_of([&] { r.create_any(Kind::metric, yaml("name: top1\n")); });
+  graft::Registry empty;
+  const auto none = error_of([&] { empty.create_any(Kind::metric, yaml("name: top1\n")); });
   BOOST_TEST(contains(none.what(), "no metric plugin is installed"));
 }
 

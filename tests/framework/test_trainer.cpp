@@ -134,7 +134,7 @@ BOOST_AUTO_TEST_CASE(a_run_learns_and_writes_its_run_dir) {
   const auto py = run(std::string(GRAFT_PYTHON) + " -c \"import torch; c = torch.load('" + (out / "checkpoints/last.pth").string() +
                       "'); print(sorted(c)); print(c['epoch'], c['step'], sorted(c['model_state_dict']))\"");
   BOOST_TEST(py.code == 0, py.err);
-  BOOST_TEST(contains(py.out, "'epoch', 'graft_version', 'loss', 'model_state_dict', 'step'"), py.out);
+  BOOST_TEST(contains(py.out, "'epoch', 'graft_version', 'hooks', 'loss', 'model_state_dict', 'step'"), py.out);
   BOOST_TEST(contains(py.out, "3 30 ['1.bias', '1.weight', '3.bias', '3.weight']"), py.out);
   fs::remove_all(r.dir);
 }
@@ -297,6 +297,11 @@ BOOST_AUTO_TEST_CASE(early_stopping_ends_a_run_that_stopped_improving) {
                      {"optimizer.lr=0", "optimizer.momentum=0", "trainer.epochs=10"});
   BOOST_TEST(r.result.epochs == 3);
   BOOST_TEST(contains(r.result.stop_reason, "early_stopping: val/loss did not improve"), r.result.stop_reason);
+  // the hook's own state is in the checkpoint, under its position and name
+  const auto ckpt = graft::read_torch_file((r.dir / "run/checkpoints/last.pth").string()).toGenericDict();
+  const auto state = ckpt.at("hooks").toGenericDict().at("0:early_stopping").toGenericDict();
+  BOOST_TEST(state.at("wait").toInt() == 2);
+  BOOST_TEST(state.at("best").toDouble() == r.result.metrics.at("val/loss"));
   fs::remove_all(r.dir);
 }
 
