@@ -3,6 +3,9 @@
 #include "graft/trainer.h"
 
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <chrono>
 #include <cmath>
@@ -323,8 +326,23 @@ template <class F> void each(std::vector<std::shared_ptr<Hook>>& hooks, F&& f) {
 
 // ---- fit -------------------------------------------------------------------------------
 
+namespace {
+// A training step frees and reallocates the same large activation and workspace buffers
+// every time. glibc's defaults hand each one back to the kernel (mmap/munmap, heap trims)
+// and fault its pages in again: on 2 cores that was 60% of the run in system time and
+// halved the throughput (fashion_mnist_cnn: 830 -> 2,060 img/s). Keep them in the heap.
+void keep_freed_memory() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  mallopt(M_TOP_PAD, 256 * 1024 * 1024);
+#endif
+}
+}  // namespace
+
 FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options) {
   const auto started = Clock::now();
+  keep_freed_memory();
   check_recipe(recipe, registry);
   Session s(recipe, registry);
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
@@ -673,6 +691,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
 // ---- evaluate --------------------------------------------------------------------------
 
 PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint, const std::string& split) {
+  keep_freed_memory();
   check_recipe(recipe, registry);
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to evaluate needs a data: section");
   // The checkpoint holds every weight: the recipe's pretrained source is not needed.
