@@ -82,6 +82,10 @@ void Replicas::reduce_gradients() {
     for (std::size_t i = 0; i < params.size(); ++i) {
       auto& g = theirs[i].mutable_grad();
       if (!g.defined()) continue;
+      if (!params[i].requires_grad()) {  // frozen since the replicas last synced
+        g = torch::Tensor();
+        continue;
+      }
       if (params[i].grad().defined()) params[i].mutable_grad().add_(g.to(params[i].device()));
       else params[i].mutable_grad() = g.to(params[i].device()).clone();
       g = torch::Tensor();

@@ -36,9 +36,9 @@ RunOutput::RunOutput(std::string dir, std::optional<bool> progress) : dir_(std::
   std::error_code ec;
   fs::create_directories(fs::path(dir_) / "checkpoints", ec);
   if (ec) throw Error::usage(fmt::format("{}: cannot create the run dir: {}", dir_, ec.message()));
-  metrics_.open(fs::path(dir_) / "metrics.jsonl", std::ios::app);
+  metrics_.open(fs::path(dir_) / "metrics.jsonl", std::ios::trunc);  // a new run: its own records
   if (!metrics_) throw Error::usage(fmt::format("{}: cannot write metrics.jsonl", dir_));
-  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir_) / "train.log").string());
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir_) / "train.log").string(), /*truncate=*/true);
   sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l: %v");
   spdlog::default_logger()->sinks().push_back(sink);
   file_sink_ = sink;

@@ -145,15 +145,8 @@ struct GroupInfo {
   std::optional<double> base_momentum;
 };
 
-double& group_lr(torch::optim::OptimizerParamGroup& g) {
-  auto& o = g.options();
-  if (auto* p = dynamic_cast<torch::optim::SGDOptions*>(&o)) return const_cast<double&>(p->lr());
-  if (auto* p = dynamic_cast<torch::optim::AdamOptions*>(&o)) return const_cast<double&>(p->lr());
-  if (auto* p = dynamic_cast<torch::optim::AdamWOptions*>(&o)) return const_cast<double&>(p->lr());
-  if (auto* p = dynamic_cast<torch::optim::RMSpropOptions*>(&o)) return const_cast<double&>(p->lr());
-  if (auto* p = dynamic_cast<torch::optim::AdagradOptions*>(&o)) return const_cast<double&>(p->lr());
-  throw Error::runtime("the optimizer's options are of an unknown type: cannot schedule its learning rate");
-}
+double group_lr(const torch::optim::OptimizerParamGroup& g) { return g.options().get_lr(); }
+void set_group_lr(torch::optim::OptimizerParamGroup& g, double lr) { g.options().set_lr(lr); }
 
 void set_group_momentum(torch::optim::OptimizerParamGroup& g, double m) {
   auto& o = g.options();
@@ -251,10 +244,14 @@ struct Session {
       for (auto& p : model().parameters())
         if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
     }
-    if (devices.all.size() > 1) replicas = std::make_unique<Replicas>(built.module, devices.all);
     data = build_data(recipe, registry);
     loss = make_loss(recipe, registry);
     metrics = make_metrics(recipe, registry);
+  }
+
+  /// DataParallel replicas of the module as it is now (after freezing or loading weights).
+  void make_replicas() {
+    if (devices.all.size() > 1) replicas = std::make_unique<Replicas>(built.module, devices.all);
   }
 
   torch::Tensor to_device(const torch::Tensor& t) const {
@@ -318,6 +315,11 @@ std::vector<std::shared_ptr<Hook>> make_hooks(const Recipe& recipe, const Regist
   return hooks;
 }
 
+bool data_val_none(const Recipe& recipe) {
+  const Config v = recipe.root["data"]["val"];
+  return v.is_scalar() && v.scalar() == "none";
+}
+
 template <class F> void each(std::vector<std::shared_ptr<Hook>>& hooks, F&& f) {
   for (auto& h : hooks) f(*h);
 }
@@ -348,6 +350,41 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
   if (recipe.root["optimizer"].is_null()) recipe.root.fail("a recipe to train needs an optimizer: section");
 
+  const Config& tr = s.trainer;
+  const std::int64_t epochs = tr.get<std::int64_t>("epochs");
+  const std::int64_t max_steps = tr.get<std::int64_t>("max_steps");
+  const std::int64_t val_every = tr.get<std::int64_t>("val_every");
+  const std::int64_t log_every = std::max<std::int64_t>(1, tr.get<std::int64_t>("log_every"));
+  const std::int64_t accumulate = tr.get<std::int64_t>("accumulate");
+  if (epochs < 1) tr["epochs"].fail("must be >= 1");
+  if (max_steps < 0) tr["max_steps"].fail("must be >= 0");
+  if (accumulate < 1) tr["accumulate"].fail("must be >= 1");
+  const std::optional<double> clip_norm =
+      tr["clip_grad_norm"].is_null() ? std::nullopt : std::optional<double>(tr.get<double>("clip_grad_norm"));
+  const std::optional<double> clip_value =
+      tr["clip_grad_value"].is_null() ? std::nullopt : std::optional<double>(tr.get<double>("clip_grad_value"));
+  if (clip_norm && !(*clip_norm > 0)) tr["clip_grad_norm"].fail("must be > 0");
+  if (clip_value && !(*clip_value > 0)) tr["clip_grad_value"].fail("must be > 0");
+  if (clip_norm && clip_value) tr["clip_grad_value"].fail("set clip_grad_norm or clip_grad_value, not both");
+  const bool stop_on_nan = tr.get<bool>("stop_on_nan");
+
+  std::shared_ptr<Scheduler> scheduler;
+  bool sched_per_step = false;
+  std::int64_t sched_count = 0;
+  if (!recipe.root["scheduler"].is_null()) {
+    const Config sc = recipe.root["scheduler"];
+    scheduler = registry.create<Kind::scheduler>(sc, {"interval"});
+    const std::string interval =
+        sc.is_map() && sc.has("interval") ? sc["interval"].as<std::string>() : scheduler->default_interval();
+    if (interval != "epoch" && interval != "step") sc["interval"].fail("expected epoch or step, got '" + interval + "'");
+    sched_per_step = interval == "step";
+    const std::string monitor = scheduler->monitor();
+    if (monitor.rfind("val/", 0) == 0 && sched_per_step)
+      sc.fail("monitors '" + monitor + "', known only after a validation pass: use interval: epoch");
+    if (monitor.rfind("val/", 0) == 0 && (tr.get<std::int64_t>("val_every") <= 0 || data_val_none(recipe)))
+      sc.fail("monitors '" + monitor + "', but the run does not validate (data.val: none or trainer.val_every: 0)");
+  }
+
   FitResult result;
   std::string run_dir = options.run_dir.empty() ? s.trainer.get<std::string>("run_dir") : options.run_dir;
   if (run_dir.empty()) run_dir = default_run_dir(recipe);
@@ -365,26 +402,12 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   for (const auto& line : s.built.changes) spdlog::info("model: {}", line);
   spdlog::info("data: {}", s.data.description);
 
-  const Config& tr = s.trainer;
-  const std::int64_t epochs = tr.get<std::int64_t>("epochs");
-  const std::int64_t max_steps = tr.get<std::int64_t>("max_steps");
-  const std::int64_t val_every = tr.get<std::int64_t>("val_every");
-  const std::int64_t log_every = std::max<std::int64_t>(1, tr.get<std::int64_t>("log_every"));
-  const std::int64_t accumulate = tr.get<std::int64_t>("accumulate");
-  if (epochs < 1) tr["epochs"].fail("must be >= 1");
-  if (max_steps < 0) tr["max_steps"].fail("must be >= 0");
-  if (accumulate < 1) tr["accumulate"].fail("must be >= 1");
-  const std::optional<double> clip_norm =
-      tr["clip_grad_norm"].is_null() ? std::nullopt : std::optional<double>(tr.get<double>("clip_grad_norm"));
-  const std::optional<double> clip_value =
-      tr["clip_grad_value"].is_null() ? std::nullopt : std::optional<double>(tr.get<double>("clip_grad_value"));
-  const bool stop_on_nan = tr.get<bool>("stop_on_nan");
-
   // freezing and the optimizer
   const auto freezers = make_freezers(recipe, registry);
   const ModelInfo info = model_info(model);
   FreezeState frozen = freeze_state(freezers, info, 0, 0);
   apply_freeze(model, frozen);
+  s.make_replicas();
   OptimizerPlan plan = plan_optimizer(recipe, registry, model, frozen);
   auto optimizer = make_optimizer(recipe, registry, plan);
   std::vector<GroupInfo> groups;
@@ -399,16 +422,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   const std::int64_t planned_epochs = (planned_steps + steps_per_epoch - 1) / steps_per_epoch;
 
   // the scheduler
-  std::shared_ptr<Scheduler> scheduler;
-  bool sched_per_step = false;
-  std::int64_t sched_count = 0;
-  if (!recipe.root["scheduler"].is_null()) {
-    const Config sc = recipe.root["scheduler"];
-    scheduler = registry.create<Kind::scheduler>(sc, {"interval"});
-    const std::string interval =
-        sc.is_map() && sc.has("interval") ? sc["interval"].as<std::string>() : scheduler->default_interval();
-    if (interval != "epoch" && interval != "step") sc["interval"].fail("expected epoch or step, got '" + interval + "'");
-    sched_per_step = interval == "step";
+  if (scheduler) {
     ScheduleInfo si;
     si.per_step = sched_per_step;
     si.steps_per_epoch = steps_per_epoch;
@@ -420,7 +434,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     if (!scheduler) return;
     for (std::size_t k = 0; k < groups.size(); ++k) {
       auto& g = optimizer->param_groups()[k];
-      group_lr(g) = scheduler->lr(groups[k].base_lr, sched_count);
+      set_group_lr(g, scheduler->lr(groups[k].base_lr, sched_count));
       if (groups[k].base_momentum)
         if (auto m = scheduler->momentum(*groups[k].base_momentum, sched_count)) set_group_momentum(g, *m);
     }
@@ -430,13 +444,8 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     const std::string monitor = scheduler->monitor();
     if (!monitor.empty()) {
       const auto it = metrics.find(monitor);
-      if (it == metrics.end())
-        recipe.root["scheduler"].fail(fmt::format("monitors '{}', which this run does not compute (it has: {})", monitor,
-                                                  [&] {
-                                                    std::string names;
-                                                    for (const auto& [k, v] : metrics) names += (names.empty() ? "" : ", ") + k;
-                                                    return names;
-                                                  }()));
+      // no fresh value (an epoch without validation): the schedule waits, as Lightning's
+      if (it == metrics.end()) return;
       scheduler->observe(it->second);
     }
     ++sched_count;
@@ -469,19 +478,33 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
         FreezeState now = freeze_state(freezers, info, epoch, ctx.step);
         if (now.frozen != frozen.frozen || now.eval_modules != frozen.eval_modules) {
           apply_freeze(model, now);
+          if (s.replicas) s.replicas->sync_parameters();
           OptimizerPlan next = plan_optimizer(recipe, registry, model, now);
           std::vector<ParamGroup> added;
           for (auto& g : next.groups) {
-            auto it = std::find_if(groups.begin(), groups.end(), [&](const GroupInfo& gi) { return gi.name == g.name; });
+            // the same group: same name and lr (two milestones of one epoch share a name)
+            auto it = std::find_if(groups.begin(), groups.end(),
+                                   [&](const GroupInfo& gi) { return gi.name == g.name && gi.base_lr == g.lr; });
+            auto in_optimizer = [&](const torch::Tensor& p) {
+              for (const auto& pg : optimizer->param_groups())
+                for (const auto& t : pg.params())
+                  if (t.is_same(p)) return true;
+              return false;
+            };
             if (it != groups.end()) {
               auto& pg = optimizer->param_groups()[static_cast<std::size_t>(it - groups.begin())];
-              for (std::size_t i = 0; i < g.params.size(); ++i) {
-                const bool present = std::any_of(pg.params().begin(), pg.params().end(),
-                                                 [&](const torch::Tensor& t) { return t.is_same(g.params[i]); });
-                if (!present) pg.params().push_back(g.params[i]);
-              }
+              for (const auto& p : g.params)
+                if (!in_optimizer(p)) pg.params().push_back(p);
             } else {
-              added.push_back(g);
+              ParamGroup fresh = g;
+              fresh.params.clear();
+              fresh.names.clear();
+              for (std::size_t i = 0; i < g.params.size(); ++i)
+                if (!in_optimizer(g.params[i])) {
+                  fresh.params.push_back(g.params[i]);
+                  fresh.names.push_back(g.names[i]);
+                }
+              if (!fresh.params.empty()) added.push_back(fresh);
             }
           }
           if (!added.empty()) {
@@ -500,6 +523,9 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       model.train();
       apply_freeze(model, frozen);
       for (auto& m : s.metrics) m->reset();
+      // last epoch's validation values are not this epoch's
+      for (auto it = ctx.metrics.begin(); it != ctx.metrics.end();)
+        it = it->first.rfind("val/", 0) == 0 ? ctx.metrics.erase(it) : std::next(it);
       each(hooks, [&](Hook& h) { h.on_epoch_start(ctx); });
       loader.start(epoch);
       double loss_sum = 0;
@@ -612,8 +638,10 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       json rec = {{"epoch", epoch + 1}, {"step", ctx.step}, {"time", seconds_since(started)}, {"lr", first_lr()},
                   {"epoch_seconds", seconds_since(epoch_started)}};
       if (s.data.val && val_every > 0 && ((epoch + 1) % val_every == 0 || epoch + 1 == planned_epochs || done)) {
+        ctx.inputs = ctx.targets = ctx.output = ctx.loss = torch::Tensor();
         each(hooks, [&](Hook& h) { h.on_validation_start(ctx); });
         const PassResult v = s.evaluate_pass(s.data.val, "val");
+        apply_freeze(model, frozen);
         for (const auto& [k, val] : v.metrics) ctx.metrics["val/" + k] = val;
         each(hooks, [&](Hook& h) { h.on_validation_end(ctx); });
       }
@@ -718,6 +746,7 @@ PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::s
     torch::NoGradGuard no_grad;
     for (const auto& item : mine) item.value().copy_(weights[item.key()]);
   }
+  s.make_replicas();
   std::shared_ptr<Dataset> data = s.data.test;
   std::string name = "test";
   if (!split.empty() && split != "test") {

@@ -259,6 +259,47 @@ BOOST_AUTO_TEST_CASE(a_step_scheduler_advances_after_every_optimizer_step) {
   fs::remove_all(dir);
 }
 
+BOOST_AUTO_TEST_CASE(a_plateau_schedule_steps_only_on_epochs_with_a_validation) {
+  // mode max on val/loss while the loss falls: every validation after the first is "worse"
+  const auto dir = graft::test::temp_dir("plateau");
+  const auto log = dir / "calls.txt";
+  const auto r = fit("scheduler: {name: reduce_on_plateau, mode: max, patience: 0, factor: 0.5}\n"
+                     "hooks: [{name: record, file: " + log.string() + "}]\n",
+                     {"trainer.epochs=5", "trainer.val_every=2", "trainer.test=false"});
+  std::vector<std::string> lrs;
+  for (const auto& l : lines_of(log))
+    if (l.rfind("epoch_start", 0) == 0) lrs.push_back(field(l, "lrs"));
+  // validations after epochs 2 and 4 (and the last): the first sets the best, the second reduces
+  BOOST_TEST(lrs == (std::vector<std::string>{"0.050000000000000003", "0.050000000000000003", "0.050000000000000003",
+                                              "0.050000000000000003", "0.025000000000000001"}),
+             boost::test_tools::per_element());
+  // epochs without a validation report none (no stale value from the epoch before)
+  std::int64_t with_val = 0;
+  for (const auto& line : lines_of(r.dir / "run/metrics.jsonl")) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("epoch_seconds") && j.contains("val/loss")) ++with_val;
+  }
+  BOOST_TEST(with_val == 3);
+  fs::remove_all(r.dir);
+  fs::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(a_reused_run_dir_holds_only_the_new_runs_records) {
+  const auto dir = graft::test::temp_dir("reuse");
+  std::ofstream(dir / "r.yaml") << base_recipe;
+  const auto recipe = graft::load_recipe((dir / "r.yaml").string(), {"trainer.epochs=2"});
+  graft::TrainOptions options;
+  options.run_dir = (dir / "run").string();
+  options.progress = false;
+  graft::fit(recipe, registry(), options);
+  graft::fit(recipe, registry(), options);
+  std::int64_t epochs = 0;
+  for (const auto& line : lines_of(dir / "run/metrics.jsonl"))
+    if (nlohmann::json::parse(line).contains("epoch_seconds")) ++epochs;
+  BOOST_TEST(epochs == 2);
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(gradual_unfreezing_adds_its_group_at_the_milestone_epoch) {
   const auto dir = graft::test::temp_dir("unfreeze");
   const auto log = dir / "calls.txt";
@@ -346,5 +387,10 @@ BOOST_AUTO_TEST_CASE(trainer_errors_are_located_usage_errors) {
   BOOST_TEST(contains(err("trainer.device=tpu"), "expected cpu, cuda, cuda:N, auto"));
   BOOST_TEST(contains(err("trainer.amp=bf16"), "mixed precision needs a CUDA device"));
   BOOST_TEST(contains(err("scheduler.name=cosine_warm"), "scheduler"));
+  BOOST_TEST(contains(err("trainer.clip_grad_norm=-1"), "trainer.clip_grad_norm: must be > 0"));
+  BOOST_TEST(contains(err("'scheduler={name: reduce_on_plateau}' --set data.val=none"), "but the run does not validate"));
+  BOOST_TEST(contains(err("'scheduler={name: reduce_on_plateau, interval: step}'"), "use interval: epoch"));
+  // recipe errors come before anything is written
+  BOOST_TEST(!fs::exists(dir / "run"));
   fs::remove_all(dir);
 }
