@@ -13,12 +13,15 @@
 #include "graft/loader.h"
 #include "graft/recipe.h"
 #include "graft/registry.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 using graft::Batch;
 using graft::Loader;
 using graft::LoaderOptions;
 using graft::test::contains;
+using graft::test::one_line_error_of;
+using graft::test::registry;
 namespace fs = std::filesystem;
 
 namespace {
@@ -73,17 +76,6 @@ LoaderOptions opts(std::int64_t batch, std::int64_t workers, std::int64_t prefet
   o.prefetch = prefetch;
   o.seed = 42;
   return o;
-}
-
-template <class F> graft::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    BOOST_TEST(std::string(e.what()).find('\n') == std::string::npos);
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
 }
 
 }  // namespace
@@ -141,7 +133,7 @@ BOOST_AUTO_TEST_CASE(start_mid_epoch_gives_the_rest_of_the_uninterrupted_epoch) 
     BOOST_TEST(l.next().has_value());
     same(epoch(l, 7, 5), std::vector<Batch>(full.begin() + 5, full.end()));
   }
-  const auto e = error_of([&] { ref.start(7, 10); });
+  const auto e = one_line_error_of([&] { ref.start(7, 10); });
   BOOST_TEST(contains(e.what(), "cannot start at batch 10 of an epoch of 9 batches"), e.what());
 }
 
@@ -197,7 +189,7 @@ BOOST_AUTO_TEST_CASE(drop_last_and_sizes) {
   Loader fresh(data, t, o);
   const auto order = drop.order(0);
   BOOST_TEST(fresh.next()->indices == std::vector<std::int64_t>(order.begin(), order.begin() + 4));
-  const auto bad = error_of([&] { Loader(data, t, opts(0, 0)); });
+  const auto bad = one_line_error_of([&] { Loader(data, t, opts(0, 0)); });
   BOOST_TEST(contains(bad.what(), "batch_size must be at least 1"), bad.what());
 }
 
@@ -209,7 +201,7 @@ BOOST_AUTO_TEST_CASE(a_worker_error_is_rethrown_with_the_sample) {
       Loader l(data, {std::make_shared<Noisy>()}, opts(4, workers, 2));
       l.start(0);
       std::int64_t served = 0;
-      const auto e = error_of([&] {
+      const auto e = one_line_error_of([&] {
         while (l.next()) ++served;
       });
       BOOST_TEST(contains(e.what(), "sample 17: /data/broken.png: bad PNG"), e.what());
@@ -227,10 +219,10 @@ BOOST_AUTO_TEST_CASE(a_worker_error_is_rethrown_with_the_sample) {
     graft::Sample get(std::int64_t i) const override { return {torch::zeros({1, 2, 2 + i}), 0}; }
   };
   Loader ragged(std::make_shared<Ragged>(4), {}, opts(4, 0));
-  auto e = error_of([&] { ragged.next(); });
+  auto e = one_line_error_of([&] { ragged.next(); });
   BOOST_TEST(contains(e.what(), "resize or crop to one size"), e.what());
   Loader raw(std::make_shared<Counting>(4), {}, opts(4, 1));
-  e = error_of([&] { raw.next(); });
+  e = one_line_error_of([&] { raw.next(); });
   BOOST_TEST(contains(e.what(), ": the transforms give uint8 images; end them with to_tensor"), e.what());
 }
 
@@ -247,14 +239,6 @@ BOOST_AUTO_TEST_CASE(destroying_a_busy_loader_joins_its_workers) {
 // ---- build_data --------------------------------------------------------------------------
 
 namespace {
-
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
 
 graft::Recipe recipe(const std::string& data, int seed = 0) {
   graft::Recipe r;
@@ -376,14 +360,14 @@ BOOST_AUTO_TEST_CASE(an_image_folder_without_a_test_split) {
   plan = build(data + "  val: 0.5\n");
   BOOST_TEST(counts(*plan.val, 3) == (std::vector<std::int64_t>{2, 3, 0}));
   BOOST_TEST(counts(*plan.train, 3) == (std::vector<std::int64_t>{2, 2, 1}));
-  const auto e = error_of([&] { build(data + "  test_split: test\n"); });
+  const auto e = one_line_error_of([&] { build(data + "  test_split: test\n"); });
   BOOST_TEST(contains(e.what(), "data.test_split: unknown split 'test' of dataset image_folder (available: train)"), e.what());
   fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_CASE(data_section_errors_name_the_key) {
   auto expect = [](const std::string& data, const std::string& key, const std::string& what) {
-    const auto e = error_of([&] { build(data); });
+    const auto e = one_line_error_of([&] { build(data); });
     BOOST_TEST(e.exit_code() == 2);
     BOOST_TEST(contains(e.what(), "recipe.yaml:"), e.what());
     BOOST_TEST(contains(e.what(), key), e.what());
@@ -410,7 +394,7 @@ BOOST_AUTO_TEST_CASE(data_section_errors_name_the_key) {
   expect(kSynthetic + "  batch_size: 0\n", "data.batch_size", "must be at least 1");
   expect(kSynthetic + "  batchsize: 3\n", "data", "did you mean 'batch_size'");
   expect("  dataset: {name: fashion_mnist, root: /nonexistent}\n", "data.dataset", "/nonexistent");
-  const auto e = error_of([&] {
+  const auto e = one_line_error_of([&] {
     graft::Recipe r;
     r.root = graft::parse_yaml_text("seed: 0\nmodel: {backbone: lenet}\n", "recipe.yaml");
     graft::build_data(r, registry());

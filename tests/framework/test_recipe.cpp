@@ -5,6 +5,7 @@
 
 #include "graft/config.h"
 #include "graft/recipe.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
@@ -12,6 +13,7 @@ using graft::Config;
 using graft::Error;
 using graft::KeySpec;
 using graft::ValueType;
+using graft::test::error_of;
 
 namespace {
 
@@ -25,17 +27,6 @@ struct Dir {
     return p.string();
   }
 };
-
-// The error a callable throws, as a graft::Error (fails the test when none is thrown).
-template <class F> Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
-}
 
 const graft::Schema backbone_schema = {
     KeySpec("num_classes", 10, "classes"),

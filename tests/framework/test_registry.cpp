@@ -8,28 +8,19 @@
 #include "graft/model.h"
 #include "graft/recipe.h"
 #include "graft/registry.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 using graft::Kind;
 using graft::test::contains;
+using graft::test::builtin_plugin_dir;
+using graft::test::error_of;
+using graft::test::yaml;
 
 namespace {
 
 std::string fixture(const std::string& name) { return std::string(GRAFT_FIXTURE_DIR) + "/lib" + name + ".so"; }
-std::string builtin_dir() { return std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"; }
-
-graft::Config yaml(const std::string& text) { return graft::parse_yaml_text(text, "test.yaml"); }
-
-template <class F> graft::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
-}
 
 std::string refusal_for(const graft::Registry& r, const std::string& lib) {
   for (const auto& x : r.refusals())
@@ -84,7 +75,7 @@ BOOST_AUTO_TEST_CASE(plugin_config_is_validated_against_its_keys) {
 
 BOOST_AUTO_TEST_CASE(unknown_plugin_lists_and_suggests) {
   graft::Registry r;
-  r.scan({builtin_dir()});
+  r.scan({builtin_plugin_dir()});
   const auto e = error_of([&] { r.create<Kind::backbone>(yaml("name: lenett\n")); });
   BOOST_TEST(e.exit_code() == 2);
   BOOST_TEST(contains(e.what(), "test.yaml:1:7: name: unknown backbone 'lenett' (did you mean 'lenet'?); known: "));
@@ -130,13 +121,13 @@ BOOST_AUTO_TEST_CASE(library_without_manifest_is_refused) {
 
 BOOST_AUTO_TEST_CASE(duplicate_names_are_refused_and_the_first_kept) {
   graft::Registry r;
-  r.scan({builtin_dir()});
+  r.scan({builtin_plugin_dir()});
   const auto* first = r.find(Kind::backbone, "lenet");
   BOOST_REQUIRE(first);
   r.load_library(fixture("graft_test_duplicate"));
   BOOST_TEST(contains(refusal_for(r, fixture("graft_test_duplicate")),
-                      "duplicate backbone 'lenet', already provided by " + builtin_dir() + "/libgraft_backbones.so"));
-  BOOST_TEST(r.find(Kind::backbone, "lenet")->library == builtin_dir() + "/libgraft_backbones.so");
+                      "duplicate backbone 'lenet', already provided by " + builtin_plugin_dir() + "/libgraft_backbones.so"));
+  BOOST_TEST(r.find(Kind::backbone, "lenet")->library == builtin_plugin_dir() + "/libgraft_backbones.so");
   BOOST_TEST(r.find(Kind::module, "test_unique"));  // the rest of that library is usable
 }
 
@@ -153,7 +144,7 @@ BOOST_AUTO_TEST_CASE(unloadable_and_missing_files_are_refused) {
 
 BOOST_AUTO_TEST_CASE(scanning_a_directory_of_good_and_bad_libraries_never_crashes) {
   graft::Registry r;
-  r.scan({builtin_dir(), GRAFT_FIXTURE_DIR});
+  r.scan({builtin_plugin_dir(), GRAFT_FIXTURE_DIR});
   BOOST_TEST(r.find(Kind::backbone, "test_tiny"));
   BOOST_TEST(r.find(Kind::module, "test_broken"));
   BOOST_TEST(r.refusals().size() == 4u);  // abi, torch, not a plugin, one duplicate entry
@@ -165,7 +156,7 @@ BOOST_AUTO_TEST_CASE(search_path_is_builtin_then_environment) {
   const auto paths = graft::Registry::default_search_path();
   ::unsetenv("GRAFT_PLUGIN_PATH");
   BOOST_REQUIRE(paths.size() == 3u);
-  BOOST_TEST(fs::equivalent(paths[0], builtin_dir()));
+  BOOST_TEST(fs::equivalent(paths[0], builtin_plugin_dir()));
   BOOST_TEST(paths[1] == "/a/b");
   BOOST_TEST(paths[2] == "/c/libd.so");
 }

@@ -10,10 +10,12 @@
 
 #include "graft/plan.h"
 #include "graft/surgery.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
+using graft::test::registry;
 
 namespace {
 
@@ -32,14 +34,6 @@ struct Oracle {
 const Oracle& oracle() {
   static Oracle o;
   return o;
-}
-
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
 }
 
 graft::BuiltModel build(const std::string& yaml) {

@@ -16,21 +16,23 @@
 #include "graft/registry.h"
 #include "graft/serialize.h"
 #include "graft/trainer.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
+using graft::test::error_of;
 using graft::test::run;
 using graft::test::slurp;
 
 namespace {
 
+// The built-in plugins plus the fixture plugin that records hook calls.
 graft::Registry& registry() {
-  static graft::Registry r;
   static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins", std::string(GRAFT_FIXTURE_DIR) + "/libgraft_test_hooks.so"});
+  if (!scanned) graft::test::registry().scan({std::string(GRAFT_FIXTURE_DIR) + "/libgraft_test_hooks.so"});
   scanned = true;
-  return r;
+  return graft::test::registry();
 }
 
 // A small problem: 10 classes of noisy 1x28x28 patterns, an MLP, SGD.
@@ -86,16 +88,6 @@ bool same_weights(const fs::path& a, const fs::path& b) {
   for (const auto& item : x)
     if (!y.find(item.key()) || !torch::equal(item.value(), y[item.key()])) return false;
   return true;
-}
-
-graft::Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    return e;
-  }
-  BOOST_FAIL("no graft::Error was thrown");
-  throw;
 }
 
 }  // namespace

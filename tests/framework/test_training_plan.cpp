@@ -7,20 +7,14 @@
 #include <fstream>
 
 #include "graft/plan.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
+using graft::test::registry;
 
 namespace {
-
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
 
 struct Setup {
   graft::Recipe recipe;
@@ -42,15 +36,7 @@ struct Setup {
   }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    return e.what();
-  }
-  BOOST_FAIL("expected a graft::Error");
-  return "";
-}
+std::string error_of(const std::function<void()>& f) { return graft::test::error_of(f).what(); }
 
 }  // namespace
 

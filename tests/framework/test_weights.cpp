@@ -15,26 +15,17 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "graft/weights.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
 using graft::test::run;
+using graft::test::one_line_error_of;
 
 namespace {
 
 const std::string python = std::string(GRAFT_PYTHON) + " " + GRAFT_SOURCE_DIR + "/tests/framework/";
-
-template <class F> graft::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    BOOST_TEST(std::string(e.what()).find('\n') == std::string::npos);
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
-}
 
 // Python's LeNet files, made once.
 struct LenetFiles {
@@ -52,11 +43,7 @@ const LenetFiles& lenet_files() {
 }
 
 torch::nn::AnyModule make_lenet() {
-  static graft::Registry registry;
-  static bool scanned = false;
-  if (!scanned) registry.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return registry.create<graft::Kind::backbone>(graft::parse_yaml_text("name: lenet", "test.yaml"));
+  return graft::test::registry().create<graft::Kind::backbone>(graft::test::yaml("name: lenet"));
 }
 
 // The local HTTP server of tests/framework/http_server.py, on 127.0.0.1.
@@ -156,12 +143,12 @@ BOOST_AUTO_TEST_CASE(torchvision_source_resolves_in_the_hub_cache) {
   fs::create_directories(cache.dir());
   fs::copy_file(lenet_files()("lenet.pth"), cache.dir() / "resnet18-f37072fd.pth");
   BOOST_TEST(graft::resolve_weights("torchvision:resnet18") == (cache.dir() / "resnet18-f37072fd.pth").string());
-  const auto unknown = error_of([] { graft::resolve_weights("torchvision:resnet81"); });
+  const auto unknown = one_line_error_of([] { graft::resolve_weights("torchvision:resnet81"); });
   BOOST_TEST(contains(unknown.what(), "unknown torchvision model 'resnet81' (did you mean 'resnet18'?)"));
   BOOST_TEST(unknown.exit_code() == 2);
 
   ::setenv("GRAFT_OFFLINE", "1", 1);
-  const auto offline = error_of([] { graft::resolve_weights("torchvision:vgg16"); });
+  const auto offline = one_line_error_of([] { graft::resolve_weights("torchvision:vgg16"); });
   BOOST_TEST(contains(offline.what(), "looked for " + (cache.dir() / "vgg16-397923af.pth").string()));
   BOOST_TEST(contains(offline.what(), "download https://download.pytorch.org/models/vgg16-397923af.pth to that path"));
 }
@@ -183,21 +170,21 @@ BOOST_AUTO_TEST_CASE(failed_downloads_leave_nothing_behind) {
   HubCache cache;
   Server server;
   server.serve("lenet-deadbeef.pth", lenet_files()("lenet.pth"));
-  const auto wrong = error_of([&] { graft::resolve_weights(server.base + "lenet-deadbeef.pth"); });
+  const auto wrong = one_line_error_of([&] { graft::resolve_weights(server.base + "lenet-deadbeef.pth"); });
   BOOST_TEST(contains(wrong.what(), "hash mismatch"));
   BOOST_TEST(contains(wrong.what(), "its name promises deadbeef"));
 
   const auto name = hashed_copy(lenet_files()("lenet.pth"), server.root / "files", "lenet");
-  const auto dropped = error_of([&] { graft::resolve_weights(server.base + "drop/" + name); });
+  const auto dropped = one_line_error_of([&] { graft::resolve_weights(server.base + "drop/" + name); });
   BOOST_TEST(contains(dropped.what(), "cannot download " + server.base + "drop/" + name));
 
-  const auto missing = error_of([&] { graft::resolve_weights(server.base + "nothing-00000000.pth"); });
+  const auto missing = one_line_error_of([&] { graft::resolve_weights(server.base + "nothing-00000000.pth"); });
   BOOST_TEST(contains(missing.what(), "404"));
 
   // torchvision: goes through the same download and hash check
   ::setenv("GRAFT_TORCHVISION_URL", server.base.c_str(), 1);
   server.serve("resnet18-f37072fd.pth", lenet_files()("lenet.pth"));
-  BOOST_TEST(contains(error_of([] { graft::resolve_weights("torchvision:resnet18"); }).what(), "hash mismatch"));
+  BOOST_TEST(contains(one_line_error_of([] { graft::resolve_weights("torchvision:resnet18"); }).what(), "hash mismatch"));
   BOOST_TEST(cache.files().empty());  // no partial or unverified file
   BOOST_TEST(server.requests() == 4u);
 }
@@ -218,7 +205,7 @@ BOOST_AUTO_TEST_CASE(key_mapping_is_a_pure_function) {
   BOOST_TEST(graft::map_keys(sd, add).keys().front() == "backbone.module.features.0.weight");
   graft::KeyMapping clash;
   clash.rename = {{"\\.(weight|bias)$", ".w"}};
-  BOOST_TEST(contains(error_of([&] { graft::map_keys(sd, clash); }).what(), "both map to 'module.classifier.4.w'"));
+  BOOST_TEST(contains(one_line_error_of([&] { graft::map_keys(sd, clash); }).what(), "both map to 'module.classifier.4.w'"));
   BOOST_TEST(graft::glob_match("layer[12].*", "layer1.0.conv1.weight"));
   BOOST_TEST(!graft::glob_match("layer[!12].*", "layer1.0.conv1.weight"));
   BOOST_TEST(graft::glob_match("*bn?.weight", "layer1.0.bn1.weight"));
@@ -241,7 +228,7 @@ BOOST_AUTO_TEST_CASE(strict_and_non_strict_reports) {
   const auto dp = graft::load_state_dict(lenet_files()("lenet-dp.pth"));
   auto net = make_lenet();
   const auto before = net.ptr()->named_parameters()["features.0.weight"].clone();
-  const auto strict = error_of([&] { graft::load_weights(*net.ptr(), dp, true, "lenet-dp.pth"); });
+  const auto strict = one_line_error_of([&] { graft::load_weights(*net.ptr(), dp, true, "lenet-dp.pth"); });
   BOOST_TEST(strict.exit_code() == 2);
   BOOST_TEST(contains(strict.what(), "weights lenet-dp.pth: strict load failed: 0 loaded, 10 missing"));
   BOOST_TEST(contains(strict.what(), "10 unexpected (module.features.0.weight"));
@@ -252,9 +239,7 @@ BOOST_AUTO_TEST_CASE(strict_and_non_strict_reports) {
   BOOST_TEST(graft::load_weights(*net.ptr(), graft::map_keys(dp, strip), true, "x").clean());
 
   // a 5-class head: the pretrained head does not fit and is reported, the rest loads
-  auto five = graft::Registry();
-  five.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  auto small = five.create<graft::Kind::backbone>(graft::parse_yaml_text("{name: lenet, num_classes: 5}", "t.yaml"));
+  auto small = graft::test::registry().create<graft::Kind::backbone>(graft::test::yaml("{name: lenet, num_classes: 5}"));
   const auto r = graft::load_weights(*small.ptr(), graft::map_keys(dp, strip), false, "x");
   BOOST_TEST(r.loaded.size() == 8u);
   BOOST_REQUIRE(r.mismatched.size() == 2u);

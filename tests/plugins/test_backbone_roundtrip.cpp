@@ -11,19 +11,14 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "graft/serialize.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 
-namespace {
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
+using graft::test::registry;
 
+namespace {
 c10::impl::GenericDict tensors(const graft::StateDict& sd) {
   c10::impl::GenericDict d(c10::StringType::get(), c10::TensorType::get());
   for (const auto& item : sd) d.insert(item.key(), item.value().detach());
@@ -40,7 +35,7 @@ BOOST_AUTO_TEST_CASE(python_reproduces_graft_outputs_and_gradients) {
   for (const auto& [name, mode] : cases) {
     torch::manual_seed(7);
     const std::string spec = name == "vgg11_bn" && mode == "train" ? "{name: vgg11_bn, dropout: 0.0}" : name;
-    auto model = registry().create<graft::Kind::backbone>(graft::parse_yaml_text(spec, "test.yaml"));
+    auto model = registry().create<graft::Kind::backbone>(graft::test::yaml(spec));
     {
       // BatchNorm statistics away from their defaults, so eval mode really uses them
       torch::NoGradGuard no_grad;

@@ -14,42 +14,26 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "graft/serialize.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 using graft::Kind;
 using graft::test::contains;
 using json = nlohmann::json;
+using graft::test::one_line_error_of;
+using graft::test::registry;
 
 namespace {
 
 const std::string kFashion = "/usr/share/datasets/fashion-mnist";
 
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
-
 std::shared_ptr<graft::DataSource> source(const std::string& yaml) {
-  return registry().create<Kind::dataset>(graft::parse_yaml_text(yaml, "test.yaml"));
+  return registry().create<Kind::dataset>(graft::test::yaml(yaml));
 }
 
 std::shared_ptr<graft::Transform> transform(const std::string& yaml) {
-  return registry().create<Kind::transform>(graft::parse_yaml_text(yaml, "test.yaml"));
-}
-
-template <class F> graft::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    BOOST_TEST(std::string(e.what()).find('\n') == std::string::npos);
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
+  return registry().create<Kind::transform>(graft::test::yaml(yaml));
 }
 
 void python(const std::string& args) {
@@ -144,7 +128,7 @@ BOOST_AUTO_TEST_CASE(broken_files_are_usage_errors_naming_the_file) {
   const auto good_images = read_bytes(images), good_labels = read_bytes(labels);
   auto open = [&] { source("{name: fashion_mnist, root: " + plain.string() + "}")->open("test"); };
   auto expect = [&](const fs::path& file, const std::string& what) {
-    const auto e = error_of(open);
+    const auto e = one_line_error_of(open);
     BOOST_TEST(e.exit_code() == 2);
     BOOST_TEST(contains(e.what(), file.string()), e.what());
     BOOST_TEST(contains(e.what(), what), e.what());
@@ -181,12 +165,12 @@ BOOST_AUTO_TEST_CASE(broken_files_are_usage_errors_naming_the_file) {
   fs::remove(plain / "t10k-images-idx3-ubyte.gz");
   expect(images, "neither");
 
-  const auto e = error_of([&] { source("{name: fashion_mnist, root: /nonexistent}"); });
+  const auto e = one_line_error_of([&] { source("{name: fashion_mnist, root: /nonexistent}"); });
   BOOST_TEST(contains(e.what(), "test.yaml:1:"), e.what());
   BOOST_TEST(contains(e.what(), "root: '/nonexistent' is not a directory"), e.what());
-  const auto split = error_of([&] { source("fashion_mnist")->open("val"); });
+  const auto split = one_line_error_of([&] { source("fashion_mnist")->open("val"); });
   BOOST_TEST(contains(split.what(), "no split 'val' (available: train, test)"), split.what());
-  const auto root = error_of([&] { source("mnist"); });
+  const auto root = one_line_error_of([&] { source("mnist"); });
   BOOST_TEST(contains(root.what(), "missing required key 'root'"), root.what());
 }
 
@@ -233,14 +217,14 @@ BOOST_AUTO_TEST_CASE(cifar10_reads_records) {
 
   auto test_bytes = read_bytes(bin / "test_batch.bin");
   write_bytes(bin / "test_batch.bin", {test_bytes.begin(), test_bytes.end() - 1});
-  auto e = error_of([&] { src->open("test"); });
+  auto e = one_line_error_of([&] { src->open("test"); });
   BOOST_TEST(contains(e.what(), (bin / "test_batch.bin").string() + ": 12291 bytes, not a whole number"), e.what());
   test_bytes[3073] = 11;
   write_bytes(bin / "test_batch.bin", test_bytes);
-  e = error_of([&] { src->open("test"); });
+  e = one_line_error_of([&] { src->open("test"); });
   BOOST_TEST(contains(e.what(), "label 11 of record 1"), e.what());
   fs::remove(bin / "data_batch_3.bin");
-  e = error_of([&] { src->open("train"); });
+  e = one_line_error_of([&] { src->open("train"); });
   BOOST_TEST(contains(e.what(), "data_batch_3.bin: no such file"), e.what());
   BOOST_TEST(e.exit_code() == 2);
   fs::remove_all(dir);
@@ -284,25 +268,25 @@ BOOST_AUTO_TEST_CASE(image_folder_decodes_as_pil_and_lists_as_torchvision) {
   auto bytes = read_bytes(broken);
   write_bytes(broken, {bytes.begin(), bytes.begin() + 60});
   auto cat = source("{name: image_folder, root: " + dir.string() + "}")->open("train");
-  auto e = error_of([&] { cat->get(1); });
+  auto e = one_line_error_of([&] { cat->get(1); });
   BOOST_TEST(contains(e.what(), broken.string() + ": bad PNG"), e.what());
   BOOST_TEST(e.exit_code() == 2);
   write_bytes(broken, {'h', 'e', 'l', 'l', 'o'});
-  e = error_of([&] { cat->get(1); });
+  e = one_line_error_of([&] { cat->get(1); });
   BOOST_TEST(contains(e.what(), broken.string() + ": neither a PNG nor a JPEG file"), e.what());
   const auto jpg = dir / "train" / "cat" / "z.jpg";
   bytes = read_bytes(jpg);
   write_bytes(jpg, {bytes.begin(), bytes.begin() + 40});
-  e = error_of([&] { cat->get(2); });
+  e = one_line_error_of([&] { cat->get(2); });
   BOOST_TEST(contains(e.what(), jpg.string() + ": bad JPEG"), e.what());
 
   fs::create_directories(dir / "test" / "yak");
-  e = error_of([&] { source("{name: image_folder, root: " + dir.string() + "}")->open("test"); });
+  e = one_line_error_of([&] { source("{name: image_folder, root: " + dir.string() + "}")->open("test"); });
   BOOST_TEST(contains(e.what(), "yak: a class folder that"), e.what());
   fs::create_directories(dir / "train" / "zebra");
-  e = error_of([&] { source("{name: image_folder, root: " + dir.string() + "}")->open("train"); });
+  e = one_line_error_of([&] { source("{name: image_folder, root: " + dir.string() + "}")->open("train"); });
   BOOST_TEST(contains(e.what(), "zebra: no .png, .jpg or .jpeg images"), e.what());
-  e = error_of([&] { source("{name: image_folder, mode: bgr, root: " + dir.string() + "}"); });
+  e = one_line_error_of([&] { source("{name: image_folder, mode: bgr, root: " + dir.string() + "}"); });
   BOOST_TEST(contains(e.what(), "test.yaml:1:"), e.what());
   BOOST_TEST(contains(e.what(), "must be keep, rgb or gray"), e.what());
   fs::remove_all(dir);
@@ -512,21 +496,21 @@ BOOST_AUTO_TEST_CASE(transform_flags_shapes_and_errors) {
   BOOST_TEST(g->output_shape({1, 4, 5}) == (std::vector<std::int64_t>{3, 4, 5}));
   BOOST_TEST(transform("{name: resize, size: 14}")->output_shape({3, 100, 50}) == (std::vector<std::int64_t>{3, 28, 14}));
 
-  auto e = error_of([&] { transform("{name: normalize, mean: [0.5], std: [0.2]}")->apply(one, rng); });
+  auto e = one_line_error_of([&] { transform("{name: normalize, mean: [0.5], std: [0.2]}")->apply(one, rng); });
   BOOST_TEST(contains(e.what(), "normalize: needs a float image, got uint8 (put to_tensor before it)"), e.what());
-  e = error_of([&] { transform("{name: normalize, mean: [0.5, 0.5], std: [0.2, 0.2]}")->apply(three, rng); });
+  e = one_line_error_of([&] { transform("{name: normalize, mean: [0.5, 0.5], std: [0.2, 0.2]}")->apply(three, rng); });
   BOOST_TEST(contains(e.what(), "normalize: 2 mean/std values for an image with 3 channels"), e.what());
-  e = error_of([&] { transform("{name: normalize, mean: [0.5, 0.5], std: [0.2]}"); });
+  e = one_line_error_of([&] { transform("{name: normalize, mean: [0.5, 0.5], std: [0.2]}"); });
   BOOST_TEST(contains(e.what(), "test.yaml:1:"), e.what());
   BOOST_TEST(contains(e.what(), "std: has 1 values, mean has 2"), e.what());
-  e = error_of([&] { transform("{name: random_crop, size: 10}")->apply(one, rng); });
+  e = one_line_error_of([&] { transform("{name: random_crop, size: 10}")->apply(one, rng); });
   BOOST_TEST(contains(e.what(), "random_crop: a 10x10 crop of a 4x5 image"), e.what());
   const auto padded = transform("{name: random_crop, size: 10, pad_if_needed: true}")->apply(one, rng);
   BOOST_TEST(padded.sizes() == torch::IntArrayRef({1, 10, 10}));
-  e = error_of([&] { transform("{name: random_crop, size: 4, padding: 9, padding_mode: reflect}")->apply(one, rng); });
+  e = one_line_error_of([&] { transform("{name: random_crop, size: 4, padding: 9, padding_mode: reflect}")->apply(one, rng); });
   BOOST_TEST(contains(e.what(), "too large"), e.what());
-  e = error_of([&] { transform("{name: resize, size: [1, 2, 3]}"); });
+  e = one_line_error_of([&] { transform("{name: resize, size: [1, 2, 3]}"); });
   BOOST_TEST(contains(e.what(), "size: must be a positive int"), e.what());
-  e = error_of([&] { transform("{name: random_horizontal_flip, p: 2}"); });
+  e = one_line_error_of([&] { transform("{name: random_horizontal_flip, p: 2}"); });
   BOOST_TEST(contains(e.what(), "p: must be a probability"), e.what());
 }

@@ -13,41 +13,25 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "initializers/gain.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 using graft::Kind;
 using graft::test::contains;
 using json = nlohmann::json;
+using graft::test::one_line_error_of;
+using graft::test::registry;
 
 namespace {
 
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
-
 graft::InitFn make(const std::string& spec) {
-  return registry().create<Kind::initializer>(graft::parse_yaml_text(spec, "test.yaml"));
+  return registry().create<Kind::initializer>(graft::test::yaml(spec));
 }
 
 torch::Tensor filled(const std::string& spec, std::vector<std::int64_t> shape) {
   auto t = torch::full(shape, 123.0);
   make(spec)(t);
   return t;
-}
-
-template <class F> graft::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    BOOST_TEST(std::string(e.what()).find('\n') == std::string::npos);
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
 }
 
 // The random methods: a recipe, the same call in Python, a shape, and the mean and std that
@@ -286,7 +270,7 @@ BOOST_AUTO_TEST_CASE(parameters_that_require_grad_and_doubles_are_filled) {
 
 BOOST_AUTO_TEST_CASE(bad_recipes_fail_at_their_key) {
   auto config_error = [](const std::string& yaml) {
-    auto e = error_of([&] { make(yaml); });
+    auto e = one_line_error_of([&] { make(yaml); });
     BOOST_TEST(e.exit_code() == 2);
     BOOST_TEST_MESSAGE(yaml << " -> " << e.what());
     return std::string(e.what());
@@ -320,7 +304,7 @@ BOOST_AUTO_TEST_CASE(a_tensor_of_the_wrong_rank_is_one_line_naming_method_and_sh
   auto call_error = [](const std::string& yaml, std::vector<std::int64_t> shape) {
     const auto init = make(yaml);  // the recipe itself is fine
     auto t = torch::zeros(shape);
-    auto e = error_of([&] { init(t); });
+    auto e = one_line_error_of([&] { init(t); });
     BOOST_TEST(e.exit_code() == 2);
     return std::string(e.what());
   };

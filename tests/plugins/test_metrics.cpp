@@ -13,39 +13,28 @@
 #include "graft/metrics.h"
 #include "graft/recipe.h"
 #include "graft/registry.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 using graft::Kind;
 using graft::test::contains;
 using json = nlohmann::json;
+using graft::test::registry;
 
 namespace {
 
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
-
 std::shared_ptr<graft::Loss> loss(const std::string& spec) {
-  return registry().create<Kind::loss>(graft::parse_yaml_text(spec, "test.yaml"));
+  return registry().create<Kind::loss>(graft::test::yaml(spec));
 }
 std::shared_ptr<graft::Metric> metric(const std::string& spec) {
-  return registry().create<Kind::metric>(graft::parse_yaml_text(spec, "test.yaml"));
+  return registry().create<Kind::metric>(graft::test::yaml(spec));
 }
 
+// one_line_error_of(), also logging the message.
 template <class F> graft::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    BOOST_TEST(std::string(e.what()).find('\n') == std::string::npos);
-    BOOST_TEST_MESSAGE(e.what());
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
+  auto e = graft::test::one_line_error_of(std::forward<F>(f));
+  BOOST_TEST_MESSAGE(e.what());
+  return e;
 }
 
 json flat(const torch::Tensor& t) {
@@ -399,7 +388,7 @@ BOOST_AUTO_TEST_CASE(bad_keys_are_located_usage_errors) {
   for (const auto& [spec, expected] : cases) {
     BOOST_TEST_CONTEXT(spec) {
       const auto e = error_of([&] {
-        auto c = graft::parse_yaml_text(spec, "test.yaml");
+        auto c = graft::test::yaml(spec);
         if (contains(spec, "cross_entropy") || contains(spec, "nll")) registry().create<Kind::loss>(c);
         else registry().create<Kind::metric>(c);
       });

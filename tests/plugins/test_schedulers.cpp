@@ -13,39 +13,23 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "graft/schedule.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 using graft::Kind;
 using graft::test::contains;
 using json = nlohmann::json;
+using graft::test::one_line_error_of;
+using graft::test::registry;
 
 namespace {
 
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
-
 std::shared_ptr<graft::Scheduler> make(const std::string& spec, std::int64_t total = 60) {
-  auto s = registry().create<Kind::scheduler>(graft::parse_yaml_text(spec, "test.yaml"));
+  auto s = registry().create<Kind::scheduler>(graft::test::yaml(spec));
   graft::ScheduleInfo info;
   info.total = total;
   s->setup(info);
   return s;
-}
-
-template <class F> graft::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const graft::Error& e) {
-    BOOST_TEST(std::string(e.what()).find('\n') == std::string::npos);
-    return e;
-  }
-  BOOST_FAIL("expected a graft::Error");
-  throw;
 }
 
 const std::vector<double> lrs{0.1, 0.03};
@@ -296,7 +280,7 @@ BOOST_AUTO_TEST_CASE(reduce_on_plateau_resumes_exactly) {
     }
   }
   const auto s = make("reduce_on_plateau");
-  const auto e = error_of([&] { s->load_state({{"best", 1.0}}); });
+  const auto e = one_line_error_of([&] { s->load_state({{"best", 1.0}}); });
   BOOST_TEST(contains(e.what(), "reduce_on_plateau: the saved state has no valid 'num_bad_epochs'"), e.what());
 }
 
@@ -333,7 +317,7 @@ BOOST_AUTO_TEST_CASE(bad_keys_fail_at_their_line) {
   };
   for (const auto& b : bad) {
     BOOST_TEST_CONTEXT(b.yaml) {
-      const auto e = error_of([&] { make(b.yaml, b.total); });
+      const auto e = one_line_error_of([&] { make(b.yaml, b.total); });
       BOOST_TEST_MESSAGE(e.what());
       BOOST_TEST(e.exit_code() == 2);
       BOOST_TEST(contains(e.what(), b.message), e.what());

@@ -6,20 +6,15 @@
 #include "graft/model.h"
 #include "graft/recipe.h"
 #include "graft/registry.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 using graft::Kind;
+using graft::test::registry;
 
 namespace {
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
 torch::nn::AnyModule make(const std::string& spec) {
-  return registry().create<Kind::backbone>(graft::parse_yaml_text(spec, "test.yaml"));
+  return registry().create<Kind::backbone>(graft::test::yaml(spec));
 }
 nlohmann::json state_dict_layout(torch::nn::AnyModule& m) {
   nlohmann::json out = nlohmann::json::array();

@@ -13,10 +13,12 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "graft/serialize.h"
+#include "support/plugins.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using graft::test::registry;
 
 namespace {
 
@@ -71,16 +73,8 @@ const std::vector<Case>& cases() {
   return all;
 }
 
-graft::Registry& registry() {
-  static graft::Registry r;
-  static bool scanned = false;
-  if (!scanned) r.scan({std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins"});
-  scanned = true;
-  return r;
-}
-
 torch::nn::AnyModule make(const json& options) {
-  return registry().create<graft::Kind::backbone>(graft::parse_yaml_text(options.dump(), "test.yaml"));
+  return registry().create<graft::Kind::backbone>(graft::test::yaml(options.dump()));
 }
 
 // One oracle run for the whole suite: its files live in a temp dir removed at exit.
@@ -232,7 +226,7 @@ BOOST_AUTO_TEST_CASE(aux_heads_compute_their_logits_only_in_training) {
 BOOST_AUTO_TEST_CASE(bad_options_fail_at_their_key) {
   auto fails_with = [](const std::string& spec, const std::string& message) {
     try {
-      registry().create<graft::Kind::backbone>(graft::parse_yaml_text(spec, "test.yaml"));
+      registry().create<graft::Kind::backbone>(graft::test::yaml(spec));
       BOOST_ERROR("expected an error for " << spec);
     } catch (const graft::Error& e) {
       BOOST_TEST(graft::test::contains(e.what(), message), e.what());
