@@ -28,6 +28,13 @@ void fsync_path(const fs::path& p) {
     ::close(fd);
   }
 }
+
+/// Puts a fully written temp file in place: fsync it, rename it, fsync its directory.
+void commit(const fs::path& temp, const fs::path& target) {
+  fsync_path(temp);
+  fs::rename(temp, target);
+  fsync_path(target.parent_path());
+}
 }  // namespace
 
 RunOutput::RunOutput(std::string dir, std::optional<bool> progress) : dir_(std::move(dir)) {
@@ -60,7 +67,7 @@ void RunOutput::write_text(const std::string& name, const std::string& text) con
     out << text;
     if (!out.flush()) throw Error::runtime(fmt::format("{}: cannot write", temp.string()));
   }
-  fs::rename(temp, target);
+  commit(temp, target);
 }
 
 void RunOutput::metrics_line(const json& record) {
@@ -104,9 +111,7 @@ std::string RunOutput::write_checkpoint(const std::string& name, const c10::impl
   const fs::path target = dir / name;
   const fs::path temp = dir / ("." + name + ".tmp");
   write_torch_file(c10::IValue(state), temp.string());
-  fsync_path(temp);
-  fs::rename(temp, target);
-  fsync_path(dir);
+  commit(temp, target);
   return target.string();
 }
 

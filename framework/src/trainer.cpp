@@ -30,6 +30,7 @@
 #include "graft/schedule.h"
 #include "graft/serialize.h"
 #include "graft/version.h"
+#include "graft/weights.h"
 #include "parallel.h"
 #include "run_output.h"
 
@@ -192,6 +193,14 @@ std::vector<std::shared_ptr<Metric>> make_metrics(const Recipe& recipe, const Re
   }
   if (!node.is_list()) node.fail("expected a list of metric plugins");
   for (const auto& m : node.items()) out.push_back(registry.create<Kind::metric>(m));
+  return out;
+}
+
+/// What the final report adds to the recipe's metrics, when installed.
+std::vector<std::shared_ptr<Metric>> report_metrics(const Registry& registry) {
+  std::vector<std::shared_ptr<Metric>> out;
+  for (const char* name : {"per_class_accuracy", "confusion_matrix"})
+    if (registry.find(Kind::metric, name)) out.push_back(registry.create<Kind::metric>(parse_yaml_text(name, "final report")));
   return out;
 }
 
@@ -464,7 +473,6 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   ctx.run_dir = out.dir();
 
   const auto params = model.parameters();
-  json last_record;
   auto first_lr = [&] { return optimizer->param_groups().empty() ? 0.0 : group_lr(optimizer->param_groups()[0]); };
 
   try {
@@ -693,10 +701,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     }
 
     if (tr.get<bool>("test") && s.data.test) {
-      std::vector<std::shared_ptr<Metric>> extra;
-      for (const char* name : {"per_class_accuracy", "confusion_matrix"})
-        if (registry.find(Kind::metric, name)) extra.push_back(registry.create<Kind::metric>(parse_yaml_text(name, "final report")));
-      result.test = s.evaluate_pass(s.data.test, "test", extra);
+      result.test = s.evaluate_pass(s.data.test, "test", report_metrics(registry));
       for (const auto& [k, v] : result.test->metrics) result.metrics["test/" + k] = v;
     }
     each(hooks, [&](Hook& h) { h.on_fit_end(ctx); });
@@ -727,25 +732,10 @@ PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::s
   bare.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "graft eval"));
   Session s(bare, registry);
   s.build();
-  const StateDict weights = load_state_dict(checkpoint);
-  const StateDict mine = state_dict(s.model());
-  std::vector<std::string> missing, unexpected, mismatched;
-  for (const auto& item : mine) {
-    const auto* w = weights.find(item.key());
-    if (!w) missing.push_back(item.key());
-    else if (w->sizes() != item.value().sizes())
-      mismatched.push_back(fmt::format("{} {} vs {}", item.key(), fmt::join(w->sizes(), "x"), fmt::join(item.value().sizes(), "x")));
-  }
-  for (const auto& item : weights)
-    if (!mine.find(item.key())) unexpected.push_back(item.key());
-  if (!missing.empty() || !unexpected.empty() || !mismatched.empty())
-    throw Error::usage(fmt::format("{}: does not fit the recipe's model ({} missing, {} unexpected, {} of another shape; first: {})",
-                                   checkpoint, missing.size(), unexpected.size(), mismatched.size(),
-                                   !missing.empty() ? missing[0] : !unexpected.empty() ? unexpected[0] : mismatched[0]));
-  {
-    torch::NoGradGuard no_grad;
-    for (const auto& item : mine) item.value().copy_(weights[item.key()]);
-  }
+  // the same matching as pretrained weights (legacy key forms, BatchNorm counters); any
+  // key left over means the checkpoint belongs to another model
+  const LoadReport matched = load_weights(s.model(), load_state_dict(checkpoint), /*strict=*/false, checkpoint);
+  if (!matched.clean()) throw Error::usage(fmt::format("{}: does not fit the recipe's model: {}", checkpoint, matched.summary()));
   s.make_replicas();
   std::shared_ptr<Dataset> data = s.data.test;
   std::string name = "test";
@@ -755,10 +745,7 @@ PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::s
     else throw Error::usage("--split: expected train, val or test, got '" + split + "'");
   }
   if (!data) throw Error::usage("the recipe has no " + name + " split to evaluate");
-  std::vector<std::shared_ptr<Metric>> extra;
-  for (const char* m : {"per_class_accuracy", "confusion_matrix"})
-    if (registry.find(Kind::metric, m)) extra.push_back(registry.create<Kind::metric>(parse_yaml_text(m, "eval report")));
-  return s.evaluate_pass(data, name, extra);
+  return s.evaluate_pass(data, name, report_metrics(registry));
 }
 
 }  // namespace graft
