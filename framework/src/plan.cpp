@@ -19,7 +19,7 @@ const Schema& recipe_schema() {
       KeySpec("metrics", ValueType::section, "~", "metric plugins computed on every pass (default top-1, top-5)"),
       KeySpec("trainer", ValueType::section, "~", "epochs, max_steps, device, threads, amp, accumulation, clipping"),
       KeySpec("hooks", ValueType::section, "~", "trainer hook plugins"),
-      KeySpec("checkpoint", ValueType::section, "~", "checkpoint strategy plugins"),
+      KeySpec("checkpoint", ValueType::section, "~", "checkpoint strategy plugins (default [save_last, on_signal]; [] for none)"),
   };
   return schema;
 }
@@ -84,7 +84,8 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry) {
   }
   if (!root["trainer"].is_null()) root["trainer"].validated(trainer_schema(), "trainer");
   if (!root["loss"].is_null()) plan.plugins.push_back(resolve(registry, Kind::loss, root["loss"]));
-  const std::pair<const char*, Kind> lists[] = {{"metrics", Kind::metric}, {"hooks", Kind::hook}};
+  const std::pair<const char*, Kind> lists[] = {
+      {"metrics", Kind::metric}, {"hooks", Kind::hook}, {"checkpoint", Kind::checkpoint}};
   for (const auto& [key, kind] : lists) {
     const Config list = root[key];
     if (list.is_null()) continue;

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <filesystem>
 #include <iostream>
 
@@ -37,15 +39,37 @@ void commit(const fs::path& temp, const fs::path& target) {
 }
 }  // namespace
 
-RunOutput::RunOutput(std::string dir, std::optional<bool> progress) : dir_(std::move(dir)) {
+RunOutput::RunOutput(std::string dir, std::optional<bool> progress, std::int64_t resume_step) : dir_(std::move(dir)) {
   bar_ = progress ? *progress : ::isatty(STDERR_FILENO) != 0;
   if (dir_.empty()) return;
   std::error_code ec;
   fs::create_directories(fs::path(dir_) / "checkpoints", ec);
   if (ec) throw Error::usage(fmt::format("{}: cannot create the run dir: {}", dir_, ec.message()));
-  metrics_.open(fs::path(dir_) / "metrics.jsonl", std::ios::trunc);  // a new run: its own records
+  // what a killed run was writing when it died is not a checkpoint
+  for (const auto& e : fs::directory_iterator(fs::path(dir_) / "checkpoints", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 5 && name[0] == '.' && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      spdlog::info("{}: an unfinished write of a stopped run, removed", e.path().string());
+      fs::remove(e.path(), ec);
+    }
+  }
+  const fs::path metrics = fs::path(dir_) / "metrics.jsonl";
+  std::string kept;
+  if (resume_step >= 0) {
+    // the records of the steps the resumed run will do again are dropped
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) {
+      try {
+        if (json::parse(line).value("step", std::int64_t{0}) <= resume_step) kept += line + "\n";
+      } catch (const json::exception&) {  // a line cut short by a kill
+      }
+    }
+  }
+  metrics_.open(metrics, std::ios::trunc);  // a new run: its own records
   if (!metrics_) throw Error::usage(fmt::format("{}: cannot write metrics.jsonl", dir_));
-  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir_) / "train.log").string(), /*truncate=*/true);
+  metrics_ << kept << std::flush;
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir_) / "train.log").string(),
+                                                                   /*truncate=*/resume_step < 0);
   sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l: %v");
   spdlog::default_logger()->sinks().push_back(sink);
   file_sink_ = sink;
@@ -106,13 +130,57 @@ void RunOutput::end_progress() {
   bar_shown_ = false;
 }
 
-std::string RunOutput::write_checkpoint(const std::string& name, const c10::impl::GenericDict& state) const {
-  const fs::path dir = fs::path(dir_) / "checkpoints";
-  const fs::path target = dir / name;
-  const fs::path temp = dir / ("." + name + ".tmp");
-  write_torch_file(c10::IValue(state), temp.string());
-  commit(temp, target);
-  return target.string();
+std::string RunOutput::checkpoints_dir() const { return (fs::path(dir_) / "checkpoints").string(); }
+
+std::vector<std::string> RunOutput::write_checkpoint(const std::vector<std::string>& names,
+                                                     const c10::impl::GenericDict& state) const {
+  const fs::path dir = checkpoints_dir();
+  std::vector<std::string> paths;
+  fs::path first;
+  for (const auto& name : names) {
+    const fs::path target = dir / name;
+    const fs::path temp = dir / ("." + name + ".tmp");
+    std::error_code ec;
+    try {
+      if (first.empty()) {
+        write_torch_file(c10::IValue(state), temp.string());
+        first = target;
+      } else {
+        fs::remove(temp, ec);
+        fs::create_hard_link(first, temp, ec);
+        if (ec) fs::copy_file(first, temp, fs::copy_options::overwrite_existing);  // no hard links here
+      }
+      commit(temp, target);
+    } catch (const std::exception& e) {
+      fs::remove(temp, ec);
+      const auto existing = list_checkpoints();
+      throw Error::runtime(fmt::format("checkpoint {} not written: {}; the checkpoints already written are intact ({})",
+                                       target.string(), e.what(),
+                                       existing.empty() ? "there is none yet" : "newest: " + existing.back()));
+    }
+    paths.push_back(target.string());
+  }
+  return paths;
+}
+
+std::vector<std::string> RunOutput::list_checkpoints() const {
+  std::vector<std::pair<fs::file_time_type, std::string>> files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(checkpoints_dir(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.' || e.path().extension() != ".pth") continue;
+    files.emplace_back(fs::last_write_time(e.path(), ec), name);
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> out;
+  for (const auto& f : files) out.push_back(f.second);
+  return out;
+}
+
+void RunOutput::remove_checkpoint(const std::string& name) const {
+  std::error_code ec;
+  fs::remove(fs::path(checkpoints_dir()) / name, ec);
+  if (ec) spdlog::warn("{}: cannot remove: {}", (fs::path(checkpoints_dir()) / name).string(), ec.message());
 }
 
 void RunOutput::final_report(const std::string& recipe, const FitResult& r) const {

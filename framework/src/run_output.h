@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/ivalue.h>
@@ -24,7 +25,9 @@ struct FitResult;
 
 class RunOutput {
  public:
-  RunOutput(std::string dir, std::optional<bool> progress);
+  /// `resume_step` >= 0: a resumed run; its logs go on (metrics.jsonl keeps the records up
+  /// to that step, train.log is appended to). Otherwise both start empty.
+  RunOutput(std::string dir, std::optional<bool> progress, std::int64_t resume_step = -1);
   ~RunOutput();
 
   const std::string& dir() const { return dir_; }
@@ -38,8 +41,15 @@ class RunOutput {
                 double img_per_s, double eta_seconds);
   /// Clears the progress bar line (before other output).
   void end_progress();
-  /// Writes checkpoints/<name> atomically; returns its path.
-  std::string write_checkpoint(const std::string& name, const c10::impl::GenericDict& state) const;
+  /// Writes `state` to checkpoints/<name> for every name, atomically: the file is written
+  /// once (temp file, fsync, rename, fsync dir), further names are hard links to it, each
+  /// put in place by a rename. Nothing is overwritten in place. Returns the paths. On a
+  /// failure (a full disk) the temp file is removed and the error names what is intact.
+  std::vector<std::string> write_checkpoint(const std::vector<std::string>& names, const c10::impl::GenericDict& state) const;
+  /// checkpoints/*.pth, oldest first (modification time, then name).
+  std::vector<std::string> list_checkpoints() const;
+  void remove_checkpoint(const std::string& name) const;
+  std::string checkpoints_dir() const;
   /// report.txt and report.json, and the summary on stderr.
   void final_report(const std::string& recipe, const FitResult& result) const;
 

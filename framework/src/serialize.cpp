@@ -5,6 +5,10 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/types.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -322,17 +326,44 @@ void write_torch_file(const c10::IValue& value, const std::string& path) {
     fail(path, std::string("cannot be written: ") + e.what());
   }
   const std::string pkl = w.pickler.finish();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(path, std::string("cannot be written: ") + std::strerror(errno));
+  // Every write is checked (a full disk, a size limit), and the data is on the disk
+  // (fsync) before this returns. The zip writer never sees a failure: it would throw from
+  // its destructor; the first error is kept and reported instead.
+  int error = 0;
+  auto write_all = [&](const void* data, std::size_t n) -> std::size_t {
+    const char* p = static_cast<const char*>(data);
+    for (std::size_t left = n; left > 0 && error == 0;) {
+      const ssize_t k = ::write(fd, p, left);
+      if (k < 0) {
+        if (errno != EINTR) error = errno;
+        continue;
+      }
+      p += k;
+      left -= static_cast<std::size_t>(k);
+    }
+    return n;
+  };
+  std::string zip_error;
   try {
-    caffe2::serialize::PyTorchStreamWriter writer(path);
+    caffe2::serialize::PyTorchStreamWriter writer(write_all);
     writer.writeRecord("data.pkl", pkl.data(), pkl.size());
     writer.writeRecord("byteorder", "little", 6);
-    for (std::size_t k = 0; k < w.storages.size(); ++k) {
+    for (std::size_t k = 0; k < w.storages.size() && error == 0; ++k) {
       const auto& s = w.storages[k].storage();
       writer.writeRecord("data/" + std::to_string(k), s.data(), s.nbytes());
     }
     writer.writeEndOfFile();
   } catch (const c10::Error& e) {
-    fail(path, "cannot be written: " + first_line(e.what_without_backtrace()));
+    zip_error = first_line(e.what_without_backtrace());
+  }
+  if (error == 0 && zip_error.empty() && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0 || !zip_error.empty()) {
+    std::error_code ignored;
+    fs::remove(path, ignored);  // never leave a partial file behind
+    fail(path, "cannot be written: " + (error != 0 ? std::string(std::strerror(error)) : zip_error));
   }
 }
 

@@ -21,7 +21,9 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "checkpoint_io.h"
 #include "compat.h"
+#include "graft/checkpoint.h"
 #include "graft/hooks.h"
 #include "graft/loader.h"
 #include "graft/metrics.h"
@@ -211,7 +213,7 @@ std::shared_ptr<Loss> make_loss(const Recipe& recipe, const Registry& registry) 
 
 /// Everything of a run that both fit() and evaluate() need.
 struct Session {
-  const Recipe& recipe;
+  Recipe recipe;  // a copy: a resumed run drops its pretrained source
   const Registry& registry;
   Config trainer;
   Devices devices;
@@ -349,15 +351,73 @@ void keep_freed_memory() {
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 #endif
 }
+
+/// The checkpoint strategies of `checkpoint:` (default: save_last and on_signal; `[]`: none).
+std::vector<std::shared_ptr<CheckpointStrategy>> make_strategies(const Recipe& recipe, const Registry& registry,
+                                                                 std::vector<std::string>& names) {
+  std::vector<std::shared_ptr<CheckpointStrategy>> out;
+  Config node = recipe.root["checkpoint"];
+  if (node.is_null()) node = parse_yaml_text("[save_last, on_signal]", "default checkpoint strategies");
+  if (!node.is_list()) node.fail("expected a list of checkpoint strategy plugins");
+  for (const auto& c : node.items()) {
+    out.push_back(registry.create<Kind::checkpoint>(c));
+    names.push_back(Registry::spec_name(c));
+  }
+  return out;
+}
+
+/// The newest run dir of this recipe under runs/ that holds a checkpoint ("" if none).
+std::string newest_run_dir(const Recipe& recipe) {
+  std::error_code ec;
+  std::string best;
+  fs::file_time_type best_time{};
+  const std::string prefix = recipe_stem(recipe) + "-";
+  for (const auto& e : fs::directory_iterator("runs", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || ckpt::candidates((e.path() / "checkpoints").string()).empty()) continue;
+    const auto t = fs::last_write_time(e.path() / "checkpoints", ec);
+    if (best.empty() || t > best_time) best = e.path().string(), best_time = t;
+  }
+  return best;
+}
+
+/// Each hook's state under "<position>:<name>", as on_save_checkpoint leaves it.
+template <class H>
+ckpt::Dict hook_states(TrainContext& ctx, const std::vector<std::shared_ptr<H>>& hooks, const std::vector<std::string>& names) {
+  ckpt::Dict all = ckpt::new_dict();
+  for (std::size_t k = 0; k < hooks.size(); ++k) {
+    ckpt::Dict state = ckpt::new_dict();
+    hooks[k]->on_save_checkpoint(ctx, state);
+    if (state.size() > 0) all.insert(fmt::format("{}:{}", k, names[k]), state);
+  }
+  return all;
+}
+
+template <class H>
+void load_hook_states(TrainContext& ctx, const std::vector<std::shared_ptr<H>>& hooks, const std::vector<std::string>& names,
+                      const ckpt::Dict& all) {
+  for (std::size_t k = 0; k < hooks.size(); ++k) {
+    const std::string key = fmt::format("{}:{}", k, names[k]);
+    if (all.contains(key)) hooks[k]->on_load_checkpoint(ctx, all.at(key).toGenericDict());
+  }
+}
+
+ckpt::Dict as_dict(const std::map<std::string, double>& m) {
+  ckpt::Dict d = ckpt::new_dict();
+  for (const auto& [k, v] : m) d.insert(k, v);
+  return d;
+}
 }  // namespace
 
 FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options) {
   const auto started = Clock::now();
   keep_freed_memory();
-  check_recipe(recipe, registry);
+  const Plan used = check_recipe(recipe, registry);
   Session s(recipe, registry);
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
   if (recipe.root["optimizer"].is_null()) recipe.root.fail("a recipe to train needs an optimizer: section");
+  if (!options.resume.empty() && !options.resume_weights_only.empty())
+    throw Error::usage("--resume and --resume-weights-only exclude each other: one goes on with a run, the other starts a new one");
 
   const Config& tr = s.trainer;
   const std::int64_t epochs = tr.get<std::int64_t>("epochs");
@@ -393,11 +453,54 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     if (monitor.rfind("val/", 0) == 0 && (tr.get<std::int64_t>("val_every") <= 0 || data_val_none(recipe)))
       sc.fail("monitors '" + monitor + "', but the run does not validate (data.val: none or trainer.val_every: 0)");
   }
+  std::vector<std::string> hook_names, strategy_names;
+  auto hooks = make_hooks(recipe, registry, hook_names);
+  auto strategies = make_strategies(recipe, registry, strategy_names);
+  std::vector<std::shared_ptr<Hook>> all_hooks(hooks.begin(), hooks.end());
+  all_hooks.insert(all_hooks.end(), strategies.begin(), strategies.end());
 
+  // ---- which checkpoint to resume from: found before anything is written
   FitResult result;
   std::string run_dir = options.run_dir.empty() ? s.trainer.get<std::string>("run_dir") : options.run_dir;
+  std::optional<ckpt::Loaded> from;
+  if (options.resume == "auto") {
+    const std::string dir = run_dir.empty() ? newest_run_dir(recipe) : run_dir;
+    if (!dir.empty()) from = ckpt::newest_good((fs::path(dir) / "checkpoints").string());
+    if (from) run_dir = dir;
+    else spdlog::info("--resume auto: no checkpoint to resume from{}: a new run starts", dir.empty() ? "" : " in " + dir);
+  } else if (!options.resume.empty()) {
+    if (!fs::exists(options.resume)) throw Error::usage("--resume " + options.resume + ": no such file");
+    try {
+      from = ckpt::load(options.resume);
+    } catch (const Error& e) {
+      throw Error::usage(std::string(e.what()));
+    }
+    const fs::path parent = fs::path(options.resume).parent_path();
+    if (run_dir.empty() && parent.filename() == "checkpoints") run_dir = parent.parent_path().string();
+  }
+  ckpt::Dict saved = ckpt::new_dict();
+  std::int64_t start_epoch = 0, start_batch = 0, resume_step = -1;
+  if (from) {
+    saved = from->dict.at("graft").toGenericDict();
+    std::vector<std::string> model_changes;
+    const auto diff = ckpt::recipe_diff(saved.at("recipe").toStringRef(), recipe.root.to_yaml());
+    for (const auto& line : diff)
+      if (ckpt::changes_model(line)) model_changes.push_back(line);
+    if (!model_changes.empty())
+      throw Error::usage(fmt::format("{}: the recipe's model is not the checkpoint's ({}); to start a new run from its "
+                                     "weights, use --resume-weights-only {}",
+                                     from->path, fmt::join(model_changes, "; "), from->path));
+    for (const auto& line : diff) spdlog::warn("resume: the recipe differs from the checkpoint's: {}", line);
+    const auto pos = saved.at("position").toGenericDict();
+    start_epoch = pos.at("epoch").toInt();
+    start_batch = pos.at("batch").toInt();
+    resume_step = from->dict.at("step").toInt();
+    result.resumed_from = from->path;
+    // the checkpoint holds every weight: the pretrained source is not read again
+    s.recipe.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "--resume"));
+  }
   if (run_dir.empty()) run_dir = default_run_dir(recipe);
-  RunOutput out(options.write_run_dir ? run_dir : "", options.progress);
+  RunOutput out(options.write_run_dir ? run_dir : "", options.progress, resume_step);
   result.run_dir = out.dir();
   out.write_text("recipe.yaml", "# resolved from " + recipe.file + "\n" + recipe.root.to_yaml());
   spdlog::info("run dir {}", out.dir().empty() ? "(none)" : out.dir());
@@ -410,6 +513,13 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   if (s.built.weights) spdlog::info("weights: {}: {}", s.built.weights->file, s.built.weights->summary());
   for (const auto& line : s.built.changes) spdlog::info("model: {}", line);
   spdlog::info("data: {}", s.data.description);
+  if (!options.resume_weights_only.empty()) {
+    const std::string& path = options.resume_weights_only;
+    if (!fs::exists(path)) throw Error::usage("--resume-weights-only " + path + ": no such file");
+    const LoadReport r = load_weights(model, load_state_dict(path), /*strict=*/false, path);
+    if (r.loaded.empty()) throw Error::usage(fmt::format("{}: no weight fits the recipe's model: {}", path, r.summary()));
+    spdlog::info("weights from {} (a new run, nothing else of that run): {}", path, r.summary());
+  }
 
   // freezing and the optimizer
   const auto freezers = make_freezers(recipe, registry);
@@ -429,6 +539,9 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   const std::int64_t steps_per_epoch = (batches + accumulate - 1) / accumulate;
   const std::int64_t planned_steps = max_steps > 0 ? std::min(max_steps, epochs * steps_per_epoch) : epochs * steps_per_epoch;
   const std::int64_t planned_epochs = (planned_steps + steps_per_epoch - 1) / steps_per_epoch;
+  if (from && start_batch > batches)
+    throw Error::usage(fmt::format("{}: saved at batch {} of an epoch, but an epoch now has {} batches (data or batch_size changed)",
+                                   from->path, start_batch, batches));
 
   // the scheduler
   if (scheduler) {
@@ -462,8 +575,55 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   };
   apply_schedule();
 
-  std::vector<std::string> hook_names;
-  auto hooks = make_hooks(recipe, registry, hook_names);
+  // A freezing schedule may unfreeze parameters at an epoch's start: they join their
+  // groups, or groups of their own appended to the optimizer (a resumed run replays this
+  // up to its epoch, so its optimizer has the same groups in the same order).
+  auto unfreeze_at = [&](std::int64_t epoch, std::int64_t step) {
+    FreezeState now = freeze_state(freezers, info, epoch, step);
+    if (now.frozen == frozen.frozen && now.eval_modules == frozen.eval_modules) return;
+    apply_freeze(model, now);
+    if (s.replicas) s.replicas->sync_parameters();
+    OptimizerPlan next = plan_optimizer(recipe, registry, model, now);
+    std::vector<ParamGroup> added;
+    auto in_optimizer = [&](const torch::Tensor& p) {
+      for (const auto& pg : optimizer->param_groups())
+        for (const auto& t : pg.params())
+          if (t.is_same(p)) return true;
+      return false;
+    };
+    for (auto& g : next.groups) {
+      // the same group: same name and lr (two milestones of one epoch share a name)
+      auto it = std::find_if(groups.begin(), groups.end(),
+                             [&](const GroupInfo& gi) { return gi.name == g.name && gi.base_lr == g.lr; });
+      if (it != groups.end()) {
+        auto& pg = optimizer->param_groups()[static_cast<std::size_t>(it - groups.begin())];
+        for (const auto& p : g.params)
+          if (!in_optimizer(p)) pg.params().push_back(p);
+      } else {
+        ParamGroup fresh = g;
+        fresh.params.clear();
+        fresh.names.clear();
+        for (std::size_t i = 0; i < g.params.size(); ++i)
+          if (!in_optimizer(g.params[i])) {
+            fresh.params.push_back(g.params[i]);
+            fresh.names.push_back(g.names[i]);
+          }
+        if (!fresh.params.empty()) added.push_back(fresh);
+      }
+    }
+    if (!added.empty()) {
+      auto extra = make_optimizer(recipe, registry, OptimizerPlan{plan.optimizer, added, {}});
+      for (std::size_t k = 0; k < added.size(); ++k) {
+        optimizer->add_param_group(extra->param_groups()[k]);
+        groups.push_back({added[k].name, added[k].lr, get_group_momentum(extra->param_groups()[k])});
+      }
+      apply_schedule();
+    }
+    spdlog::info("epoch {}: unfroze {} tensors{}", epoch + 1, frozen.frozen.size() - now.frozen.size(),
+                 added.empty() ? "" : fmt::format(" ({} new optimizer groups)", added.size()));
+    frozen = std::move(now);
+  };
+
   TrainContext ctx;
   ctx.model = &model;
   ctx.optimizer = optimizer.get();
@@ -472,84 +632,163 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   ctx.batches_per_epoch = batches;
   ctx.run_dir = out.dir();
 
+  // the running sums of the epoch's training loss
+  double loss_sum = 0;
+  std::int64_t seen = 0;
+  double seconds_before = 0;  // training time of the runs this one resumes
+
+  // ---- resume: the state of the run at the checkpoint
+  if (from) {
+    const std::int64_t last_started = start_batch > 0 ? start_epoch : start_epoch - 1;
+    for (std::int64_t e = 1; e <= std::min(last_started, planned_epochs - 1); ++e)
+      if (!freezers.empty()) unfreeze_at(e, e * steps_per_epoch);
+    StateDict weights;
+    for (const auto& e : from->dict.at("model_state_dict").toGenericDict()) weights.insert(e.key().toStringRef(), e.value().toTensor());
+    const LoadReport r = load_weights(model, weights, /*strict=*/false, from->path);
+    if (!r.clean()) throw Error::usage(fmt::format("{}: does not fit the recipe's model: {}", from->path, r.summary()));
+    if (s.replicas) s.replicas->sync_parameters();
+    ckpt::load_optimizer_state(*optimizer, ckpt::group_param_names(*optimizer, model),
+                               from->dict.at("optimizer_state_dict").toGenericDict(), from->path);
+    if (scheduler && from->dict.contains("scheduler")) {
+      std::map<std::string, double> state;
+      for (const auto& e : from->dict.at("scheduler").toGenericDict()) {
+        if (e.key().toStringRef() == "count") sched_count = e.value().toInt();
+        else state[e.key().toStringRef()] = e.value().toDouble();
+      }
+      scheduler->load_state(state);
+      apply_schedule();
+    }
+    const auto amp = saved.at("amp").toGenericDict();
+    s.amp.scale = amp.at("scale").toDouble();
+    s.amp.good_steps = amp.at("good_steps").toInt();
+    ctx.step = resume_step;
+    ctx.epoch = start_epoch;
+    for (const auto& e : saved.at("metrics").toGenericDict()) ctx.metrics[e.key().toStringRef()] = e.value().toDouble();
+    const auto sums = saved.at("train_sums").toGenericDict();
+    loss_sum = sums.at("loss_sum").toDouble();
+    seen = sums.at("seen").toInt();
+    seconds_before = saved.at("seconds").toDouble();
+    load_hook_states(ctx, hooks, hook_names, from->dict.at("hooks").toGenericDict());
+    load_hook_states(ctx, strategies, strategy_names, saved.at("checkpoint").toGenericDict());
+    spdlog::info("resumed from {}: epoch {}, batch {}/{}, step {}", from->path, start_epoch + 1, start_batch, batches, resume_step);
+  }
+
+  // ---- checkpoints
+  auto make_checkpoint = [&](SavePoint at, std::int64_t epoch_pos, std::int64_t batch_pos) {
+    ckpt::Dict c = ckpt::new_dict();
+    c.insert("epoch", c10::IValue(epoch_pos));  // epochs completed (seed 001's key)
+    c.insert("step", c10::IValue(ctx.step));
+    c10::Dict<std::string, torch::Tensor> weights;
+    for (const auto& item : state_dict(model)) weights.insert(item.key(), item.value().detach().to(torch::kCPU));
+    c.insert("model_state_dict", weights);
+    c.insert("optimizer_state_dict", ckpt::optimizer_state(*optimizer, ckpt::group_param_names(*optimizer, model)));
+    c.insert("loss", c10::IValue(ctx.metrics.count("train/loss") ? ctx.metrics["train/loss"] : 0.0));
+    c.insert("graft_version", c10::IValue(std::string(GRAFT_VERSION)));
+    c.insert("hooks", hook_states(ctx, hooks, hook_names));
+    if (scheduler) {
+      ckpt::Dict sched = ckpt::new_dict();
+      sched.insert("count", c10::IValue(sched_count));
+      for (const auto& [k, v] : scheduler->state()) sched.insert(k, c10::IValue(v));
+      c.insert("scheduler", sched);
+    }
+    ckpt::Dict g = ckpt::new_dict();
+    g.insert("format", c10::IValue(ckpt::format_version));
+    g.insert("exact", at != SavePoint::exception);
+    g.insert("saved_at", std::string(save_point_name(at)));
+    ckpt::Dict pos = ckpt::new_dict();
+    pos.insert("epoch", c10::IValue(epoch_pos));
+    pos.insert("batch", c10::IValue(batch_pos));
+    pos.insert("batches_per_epoch", c10::IValue(batches));
+    g.insert("position", pos);
+    g.insert("rng", ckpt::rng_state());
+    ckpt::Dict amp = ckpt::new_dict();
+    amp.insert("scale", s.amp.scale);
+    amp.insert("good_steps", c10::IValue(s.amp.good_steps));
+    g.insert("amp", amp);
+    ckpt::Dict sums = ckpt::new_dict();
+    sums.insert("loss_sum", loss_sum);
+    sums.insert("seen", c10::IValue(seen));
+    g.insert("train_sums", sums);
+    g.insert("metrics", as_dict(ctx.metrics));
+    g.insert("checkpoint", hook_states(ctx, strategies, strategy_names));
+    ckpt::Dict fr = ckpt::new_dict();
+    fr.insert("epoch", c10::IValue(ctx.epoch));
+    fr.insert("frozen", c10::List<std::string>(std::vector<std::string>(frozen.frozen.begin(), frozen.frozen.end())));
+    g.insert("freeze", fr);
+    g.insert("recipe", recipe.root.to_yaml());
+    g.insert("recipe_file", recipe.file);
+    ckpt::Dict versions = ckpt::new_dict();
+    versions.insert("graft", std::string(GRAFT_VERSION));
+    versions.insert("libtorch", std::string(TORCH_VERSION));
+    versions.insert("plugin_abi", c10::IValue(static_cast<std::int64_t>(GRAFT_ABI_VERSION)));
+    c10::List<std::string> plugins;
+    for (const auto& p : used.plugins) plugins.push_back(fmt::format("{}:{} ({})", kind_name(p.kind), p.name, fs::path(p.library).filename().string()));
+    versions.insert("plugins", plugins);
+    g.insert("versions", versions);
+    g.insert("seconds", seconds_before + seconds_since(started));
+    c.insert("graft", g);
+    return c;
+  };
+  auto save_point = [&](SavePoint at, std::int64_t epoch_pos, std::int64_t batch_pos) {
+    if (out.dir().empty()) return;
+    std::vector<std::string> names;
+    for (auto& st : strategies)
+      for (const auto& n : st->files_to_save(ctx, at)) {
+        if (n.empty() || n[0] == '.' || n.find('/') != std::string::npos || fs::path(n).extension() != ".pth")
+          throw Error::usage(fmt::format("a checkpoint strategy asked for the file '{}': expected a plain name ending in .pth", n));
+        if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+      }
+    if (names.empty()) return;
+    const auto paths = out.write_checkpoint(names, make_checkpoint(at, epoch_pos, batch_pos));
+    result.checkpoint = paths.front();
+    spdlog::info("saved {} ({}, step {})", fmt::join(names, ", "), save_point_name(at), ctx.step);
+    const auto existing = out.list_checkpoints();
+    for (auto& st : strategies)
+      for (const auto& n : st->files_to_remove(ctx, existing, names))
+        if (std::find(names.begin(), names.end(), n) == names.end() &&
+            std::find(existing.begin(), existing.end(), n) != existing.end())
+          out.remove_checkpoint(n);
+  };
+
   const auto params = model.parameters();
   auto first_lr = [&] { return optimizer->param_groups().empty() ? 0.0 : group_lr(optimizer->param_groups()[0]); };
 
+  bool interrupted = false;
   try {
-    each(hooks, [&](Hook& h) { h.on_fit_start(ctx); });
+    each(all_hooks, [&](Hook& h) { h.on_fit_start(ctx); });
+    if (from) ckpt::set_rng_state(saved.at("rng").toGenericDict());
     bool done = false;
-    for (std::int64_t epoch = 0; epoch < planned_epochs && !done; ++epoch) {
+    for (std::int64_t epoch = start_epoch; epoch < planned_epochs && !done; ++epoch) {
+      const bool mid_epoch = from && epoch == start_epoch && start_batch > 0;  // resumed within this epoch
+      const std::int64_t first_batch = mid_epoch ? start_batch : 0;
       ctx.epoch = epoch;
       result.epochs = epoch + 1;
-      // a schedule may unfreeze parameters at this epoch: they join their groups
-      if (epoch > 0 && !freezers.empty()) {
-        FreezeState now = freeze_state(freezers, info, epoch, ctx.step);
-        if (now.frozen != frozen.frozen || now.eval_modules != frozen.eval_modules) {
-          apply_freeze(model, now);
-          if (s.replicas) s.replicas->sync_parameters();
-          OptimizerPlan next = plan_optimizer(recipe, registry, model, now);
-          std::vector<ParamGroup> added;
-          for (auto& g : next.groups) {
-            // the same group: same name and lr (two milestones of one epoch share a name)
-            auto it = std::find_if(groups.begin(), groups.end(),
-                                   [&](const GroupInfo& gi) { return gi.name == g.name && gi.base_lr == g.lr; });
-            auto in_optimizer = [&](const torch::Tensor& p) {
-              for (const auto& pg : optimizer->param_groups())
-                for (const auto& t : pg.params())
-                  if (t.is_same(p)) return true;
-              return false;
-            };
-            if (it != groups.end()) {
-              auto& pg = optimizer->param_groups()[static_cast<std::size_t>(it - groups.begin())];
-              for (const auto& p : g.params)
-                if (!in_optimizer(p)) pg.params().push_back(p);
-            } else {
-              ParamGroup fresh = g;
-              fresh.params.clear();
-              fresh.names.clear();
-              for (std::size_t i = 0; i < g.params.size(); ++i)
-                if (!in_optimizer(g.params[i])) {
-                  fresh.params.push_back(g.params[i]);
-                  fresh.names.push_back(g.names[i]);
-                }
-              if (!fresh.params.empty()) added.push_back(fresh);
-            }
-          }
-          if (!added.empty()) {
-            auto extra = make_optimizer(recipe, registry, OptimizerPlan{plan.optimizer, added, {}});
-            for (std::size_t k = 0; k < added.size(); ++k) {
-              optimizer->add_param_group(extra->param_groups()[k]);
-              groups.push_back({added[k].name, added[k].lr, get_group_momentum(extra->param_groups()[k])});
-            }
-            apply_schedule();
-          }
-          spdlog::info("epoch {}: unfroze {} tensors{}", epoch + 1, frozen.frozen.size() - now.frozen.size(),
-                       added.empty() ? "" : fmt::format(" ({} new optimizer groups)", added.size()));
-          frozen = std::move(now);
-        }
-      }
+      if (epoch > 0 && !freezers.empty() && !mid_epoch) unfreeze_at(epoch, ctx.step);
       model.train();
       apply_freeze(model, frozen);
       for (auto& m : s.metrics) m->reset();
-      // last epoch's validation values are not this epoch's
-      for (auto it = ctx.metrics.begin(); it != ctx.metrics.end();)
-        it = it->first.rfind("val/", 0) == 0 ? ctx.metrics.erase(it) : std::next(it);
-      each(hooks, [&](Hook& h) { h.on_epoch_start(ctx); });
-      loader.start(epoch);
-      double loss_sum = 0;
-      std::int64_t seen = 0;
+      if (!mid_epoch) {
+        // last epoch's validation values are not this epoch's
+        for (auto it = ctx.metrics.begin(); it != ctx.metrics.end();)
+          it = it->first.rfind("val/", 0) == 0 ? ctx.metrics.erase(it) : std::next(it);
+        loss_sum = 0;
+        seen = 0;
+        each(all_hooks, [&](Hook& h) { h.on_epoch_start(ctx); });
+      }
+      loader.start(epoch, first_batch);
       const auto epoch_started = Clock::now();
       auto window_started = Clock::now();
-      std::int64_t window_samples = 0;
+      std::int64_t window_samples = 0, epoch_samples = 0;
       optimizer->zero_grad();
       std::int64_t in_accumulation = 0;
-      for (std::int64_t b = 0; b < batches; ++b) {
+      bool complete = true;
+      for (std::int64_t b = first_batch; b < batches; ++b) {
         auto batch = loader.next();
         if (!batch) break;
         ctx.batch = b;
         ctx.inputs = s.to_device(batch->inputs);
         ctx.targets = s.to_device(batch->targets);
-        each(hooks, [&](Hook& h) { h.on_batch_start(ctx); });
+        each(all_hooks, [&](Hook& h) { h.on_batch_start(ctx); });
         ctx.output = s.forward(ctx.inputs);
         {
           AutocastScope scope(s.amp);
@@ -559,13 +798,14 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
         if (stop_on_nan && !std::isfinite(ctx.loss_value))
           throw Error::runtime(fmt::format(
               "non-finite loss ({}) at epoch {}, batch {}, after {} optimizer steps: training stopped; nothing of this "
-              "step was applied or saved (lower the learning rate, or set trainer.clip_grad_norm)",
+              "step was applied (lower the learning rate, or set trainer.clip_grad_norm)",
               ctx.loss_value, epoch + 1, b + 1, ctx.step));
-        each(hooks, [&](Hook& h) { h.on_after_forward(ctx); });
+        each(all_hooks, [&](Hook& h) { h.on_after_forward(ctx); });
         const std::int64_t n = ctx.targets.size(0);
         loss_sum += ctx.loss_value * static_cast<double>(n);
         seen += n;
         window_samples += n;
+        epoch_samples += n;
         {
           torch::NoGradGuard no_grad;
           for (auto& m : s.metrics) m->update(ctx.output.detach(), ctx.targets);
@@ -578,7 +818,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
         to_backward.backward();
         if (s.replicas) s.replicas->reduce_gradients();
         ++in_accumulation;
-        each(hooks, [&](Hook& h) { h.on_after_backward(ctx); });
+        each(all_hooks, [&](Hook& h) { h.on_after_backward(ctx); });
         if (in_accumulation == group_size) {
           in_accumulation = 0;
           bool skip = false;
@@ -602,20 +842,20 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
           if (!skip) {
             if (clip_norm) torch::nn::utils::clip_grad_norm_(params, *clip_norm);
             if (clip_value) torch::nn::utils::clip_grad_value_(params, *clip_value);
-            each(hooks, [&](Hook& h) { h.on_before_optimizer_step(ctx); });
+            each(all_hooks, [&](Hook& h) { h.on_before_optimizer_step(ctx); });
             optimizer->step();
             if (s.replicas) s.replicas->sync_parameters();
           }
           optimizer->zero_grad();
           ++ctx.step;
-          each(hooks, [&](Hook& h) { h.on_after_optimizer_step(ctx); });
+          each(all_hooks, [&](Hook& h) { h.on_after_optimizer_step(ctx); });
           if (sched_per_step) advance_schedule(ctx.metrics);
           if (ctx.step % log_every == 0) {
             const double secs = seconds_since(window_started);
             json rec = {{"epoch", epoch + 1},     {"step", ctx.step},
                         {"loss", ctx.loss_value}, {"lr", first_lr()},
                         {"img_per_s", secs > 0 ? static_cast<double>(window_samples) / secs : 0.0},
-                        {"time", seconds_since(started)}};
+                        {"time", seconds_before + seconds_since(started)}};
             out.metrics_line(rec);
             out.log_step(fmt::format("epoch {}/{} step {} loss {:.4f} lr {:.3g} {:.0f} img/s", epoch + 1, planned_epochs,
                                      ctx.step, ctx.loss_value, first_lr(), rec["img_per_s"].get<double>()));
@@ -625,33 +865,45 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
         }
         ctx.metrics["train/loss"] = loss_sum / static_cast<double>(seen);
         ctx.metrics["lr"] = first_lr();
-        each(hooks, [&](Hook& h) { h.on_batch_end(ctx); });
+        each(all_hooks, [&](Hook& h) { h.on_batch_end(ctx); });
         const double elapsed = seconds_since(epoch_started);
+        const std::int64_t done_here = b + 1 - first_batch;
         out.progress(epoch + 1, planned_epochs, b + 1, batches, ctx.metrics["train/loss"],
-                     static_cast<double>(seen) / std::max(elapsed, 1e-9), elapsed / static_cast<double>(b + 1) * static_cast<double>(batches - b - 1));
+                     static_cast<double>(epoch_samples) / std::max(elapsed, 1e-9),
+                     elapsed / static_cast<double>(done_here) * static_cast<double>(batches - b - 1));
+        if (in_accumulation == 0) {
+          save_point(SavePoint::step, epoch, b + 1);
+          if (ctx.exit_code != 0) {
+            interrupted = true;
+            break;
+          }
+        }
         if (max_steps > 0 && ctx.step >= max_steps && in_accumulation == 0) {
           result.stop_reason = "max_steps";
           done = true;
+          complete = b + 1 == batches;
           break;
         }
         if (ctx.stop_requested) {
           result.stop_reason = ctx.stop_reason.empty() ? "a hook asked to stop" : ctx.stop_reason;
           done = true;
+          complete = b + 1 == batches;
           break;
         }
       }
       out.end_progress();
+      if (interrupted) break;
       for (auto& m : s.metrics)
         for (const auto& [k, v] : m->compute()) ctx.metrics["train/" + k] = v;
-      json rec = {{"epoch", epoch + 1}, {"step", ctx.step}, {"time", seconds_since(started)}, {"lr", first_lr()},
+      json rec = {{"epoch", epoch + 1}, {"step", ctx.step}, {"time", seconds_before + seconds_since(started)}, {"lr", first_lr()},
                   {"epoch_seconds", seconds_since(epoch_started)}};
       if (s.data.val && val_every > 0 && ((epoch + 1) % val_every == 0 || epoch + 1 == planned_epochs || done)) {
         ctx.inputs = ctx.targets = ctx.output = ctx.loss = torch::Tensor();
-        each(hooks, [&](Hook& h) { h.on_validation_start(ctx); });
+        each(all_hooks, [&](Hook& h) { h.on_validation_start(ctx); });
         const PassResult v = s.evaluate_pass(s.data.val, "val");
         apply_freeze(model, frozen);
         for (const auto& [k, val] : v.metrics) ctx.metrics["val/" + k] = val;
-        each(hooks, [&](Hook& h) { h.on_validation_end(ctx); });
+        each(all_hooks, [&](Hook& h) { h.on_validation_end(ctx); });
       }
       for (const auto& [k, v] : ctx.metrics) rec[k] = v;
       out.metrics_line(rec);
@@ -661,62 +913,56 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       if (ctx.metrics.count("val/top1")) line += fmt::format(" top1 {:.2f}%", 100 * ctx.metrics["val/top1"]);
       line += fmt::format(" ({})", fmt_duration(seconds_since(epoch_started)));
       spdlog::info("{}", line);
-      each(hooks, [&](Hook& h) { h.on_epoch_end(ctx); });
+      each(all_hooks, [&](Hook& h) { h.on_epoch_end(ctx); });
       if (!sched_per_step) advance_schedule(ctx.metrics);
       if (ctx.stop_requested && !done) {
         result.stop_reason = ctx.stop_reason.empty() ? "a hook asked to stop" : ctx.stop_reason;
         done = true;
       }
+      if (complete) {
+        save_point(SavePoint::epoch, epoch + 1, 0);
+        if (ctx.exit_code != 0) {
+          interrupted = true;
+          break;
+        }
+      }
     }
-    if (result.stop_reason.empty()) result.stop_reason = max_steps > 0 && ctx.step >= max_steps ? "max_steps" : "epochs";
     result.steps = ctx.step;
     result.metrics = ctx.metrics;
-
-    // the weights, as a checkpoint dict Python's torch.load reads (seed 001's keys)
-    if (!out.dir().empty()) {
-      c10::impl::GenericDict ckpt(c10::StringType::get(), c10::AnyType::get());
-      ckpt.insert("epoch", c10::IValue(result.epochs));
-      ckpt.insert("step", c10::IValue(result.steps));
-      c10::Dict<std::string, torch::Tensor> weights;
-      for (const auto& item : state_dict(model)) weights.insert(item.key(), item.value().detach().to(torch::kCPU));
-      ckpt.insert("model_state_dict", weights);
-      ckpt.insert("loss", c10::IValue(ctx.metrics.count("train/loss") ? ctx.metrics["train/loss"] : 0.0));
-      ckpt.insert("graft_version", c10::IValue(std::string(GRAFT_VERSION)));
-      // each hook's own state, under its position and name ("0:early_stopping")
-      c10::impl::GenericDict hook_states(c10::StringType::get(), c10::AnyType::get());
-      for (std::size_t k = 0; k < hooks.size(); ++k) {
-        c10::impl::GenericDict state(c10::StringType::get(), c10::AnyType::get());
-        hooks[k]->on_save_checkpoint(ctx, state);
-        if (state.size() > 0) hook_states.insert(fmt::format("{}:{}", k, hook_names[k]), state);
-      }
-      ckpt.insert("hooks", hook_states);
-      if (scheduler) {
-        c10::impl::GenericDict sched(c10::StringType::get(), c10::AnyType::get());
-        sched.insert("count", c10::IValue(sched_count));
-        for (const auto& [k, v] : scheduler->state()) sched.insert(k, c10::IValue(v));
-        ckpt.insert("scheduler", sched);
-      }
-      result.checkpoint = out.write_checkpoint("last.pth", ckpt);
-      spdlog::info("weights saved to {}", result.checkpoint);
+    if (interrupted) {
+      result.stop_reason = ctx.stop_reason;
+      result.exit_code = ctx.exit_code;
+      result.seconds = seconds_before + seconds_since(started);
+      spdlog::warn("{} at epoch {}, step {}: saved {}; go on with `graft train {} --resume auto{}` (exit code {})",
+                   ctx.stop_reason, ctx.epoch + 1, ctx.step, result.checkpoint.empty() ? "nothing" : result.checkpoint,
+                   recipe.file, out.dir().empty() ? "" : " --run-dir " + out.dir(), ctx.exit_code);
+      return result;
     }
+    if (result.stop_reason.empty()) result.stop_reason = max_steps > 0 && ctx.step >= max_steps ? "max_steps" : "epochs";
+    save_point(SavePoint::end, result.epochs, 0);
 
     if (tr.get<bool>("test") && s.data.test) {
       result.test = s.evaluate_pass(s.data.test, "test", report_metrics(registry));
       for (const auto& [k, v] : result.test->metrics) result.metrics["test/" + k] = v;
     }
-    each(hooks, [&](Hook& h) { h.on_fit_end(ctx); });
+    each(all_hooks, [&](Hook& h) { h.on_fit_end(ctx); });
   } catch (const std::exception& e) {
     out.end_progress();
-    for (auto& h : hooks) {
+    for (auto& h : all_hooks) {
       try {
         h->on_exception(ctx, e);
       } catch (const std::exception& again) {
         spdlog::error("a hook failed while handling the error: {}", again.what());
       }
     }
+    try {
+      save_point(SavePoint::exception, ctx.epoch, ctx.batch);
+    } catch (const std::exception& again) {
+      spdlog::error("no checkpoint of the failing run: {}", again.what());
+    }
     throw;
   }
-  result.seconds = seconds_since(started);
+  result.seconds = seconds_before + seconds_since(started);
   out.final_report(recipe.file, result);
   return result;
 }

@@ -126,7 +126,7 @@ BOOST_AUTO_TEST_CASE(a_run_learns_and_writes_its_run_dir) {
   const auto py = run(std::string(GRAFT_PYTHON) + " -c \"import torch; c = torch.load('" + (out / "checkpoints/last.pth").string() +
                       "'); print(sorted(c)); print(c['epoch'], c['step'], sorted(c['model_state_dict']))\"");
   BOOST_TEST(py.code == 0, py.err);
-  BOOST_TEST(contains(py.out, "'epoch', 'graft_version', 'hooks', 'loss', 'model_state_dict', 'step'"), py.out);
+  BOOST_TEST(contains(py.out, "'epoch', 'graft', 'graft_version', 'hooks', 'loss', 'model_state_dict', 'optimizer_state_dict', 'step'"), py.out);
   BOOST_TEST(contains(py.out, "3 30 ['1.bias', '1.weight', '3.bias', '3.weight']"), py.out);
   fs::remove_all(r.dir);
 }

@@ -192,14 +192,16 @@ int cmd_train(const RecipeArgs& args) {
   TrainOptions options;
   options.run_dir = args.run_dir;
   if (args.progress >= 0) options.progress = args.progress == 1;
+  options.resume = args.resume;
+  options.resume_weights_only = args.resume_weights_only;
   const FitResult r = fit(l->recipe, l->registry, options);
   if (args.json) {
-    json out = {{"run_dir", r.run_dir}, {"epochs", r.epochs},   {"steps", r.steps},
+    json out = {{"run_dir", r.run_dir},         {"epochs", r.epochs},   {"steps", r.steps},
                 {"stop_reason", r.stop_reason}, {"seconds", r.seconds}, {"metrics", r.metrics},
-                {"checkpoint", r.checkpoint}};
+                {"checkpoint", r.checkpoint},   {"resumed_from", r.resumed_from}, {"exit_code", r.exit_code}};
     std::cout << out.dump(2) << "\n";
   }
-  return 0;
+  return r.exit_code;
 }
 
 int cmd_eval(const RecipeArgs& args) {

@@ -21,6 +21,8 @@ struct RecipeArgs {
   std::string checkpoint;
   std::string split;
   int progress = -1;  ///< -1: when stderr is a terminal, 0: never, 1: always
+  std::string resume;               ///< train: auto or a checkpoint
+  std::string resume_weights_only;  ///< train: a checkpoint whose weights start a new run
 };
 
 struct ConvertArgs {

@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "train the model a recipe describes; writes a run dir");
   add_recipe_args(train, train_args);
   train->add_option("--run-dir", train_args.run_dir, "where the run writes (default runs/<recipe>-<date-time>)");
+  train->add_option("--resume", train_args.resume,
+                    "go on with a run: auto (the newest good checkpoint of the run dir; none: a new run) or a checkpoint path");
+  train->add_option("--resume-weights-only", train_args.resume_weights_only,
+                    "start a NEW run whose model starts from this checkpoint's weights");
   train->add_option("--progress", train_args.progress, "progress bar: 1 always, 0 never (default: on a terminal)")
       ->check(CLI::IsMember({0, 1}));
   auto* evaluate = app.add_subcommand("eval", "evaluate a checkpoint on the recipe's test split");

@@ -53,8 +53,15 @@ struct TrainContext {
     stop_requested = true;
     stop_reason = std::move(reason);
   }
+  /// Interrupts the run now (a signal): no validation, no test pass; the process exits
+  /// with `exit_code` once the checkpoint strategies have saved at this point.
+  void request_interrupt(std::string reason, int code) {
+    request_stop(std::move(reason));
+    exit_code = code;
+  }
   bool stop_requested = false;
   std::string stop_reason;
+  int exit_code = 0;  ///< non-zero: interrupted (request_interrupt)
 };
 
 class Hook {

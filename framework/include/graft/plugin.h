@@ -21,7 +21,7 @@
 #include "graft/config.h"
 
 /// Bumped whenever a header of the SDK changes in a way that breaks built plugins.
-#define GRAFT_ABI_VERSION 1
+#define GRAFT_ABI_VERSION 2
 
 namespace graft {
 

@@ -19,6 +19,11 @@ struct TrainOptions {
   std::string run_dir;             ///< "" = runs/<recipe name>-<date-time>
   bool write_run_dir = true;       ///< false: nothing written (tests, dry runs)
   std::optional<bool> progress;    ///< a progress bar; default: when stderr is a terminal
+  /// "auto": the newest good checkpoint of the run dir (without one: the newest run dir of
+  /// this recipe under runs/); a path: that checkpoint. The run goes on in its run dir.
+  std::string resume;
+  /// A new run whose model starts from this checkpoint's weights (nothing else of it).
+  std::string resume_weights_only;
 };
 
 /// One evaluation pass over a split.
@@ -37,7 +42,9 @@ struct FitResult {
   std::optional<PassResult> test;         ///< the final pass on the test split
   std::string run_dir;
   std::string checkpoint;    ///< the last checkpoint written, if any
-  double seconds = 0;
+  std::string resumed_from;  ///< the checkpoint the run resumed from, if any
+  int exit_code = 0;         ///< non-zero: interrupted (a signal), as the strategy says
+  double seconds = 0;        ///< training time, across resumes
 };
 
 FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options);
