@@ -741,7 +741,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     if (names.empty()) return;
     const auto paths = out.write_checkpoint(names, make_checkpoint(at, epoch_pos, batch_pos));
     result.checkpoint = paths.front();
-    spdlog::info("saved {} ({}, step {})", fmt::join(names, ", "), save_point_name(at), ctx.step);
+    spdlog::info("saved {} at step {}", fmt::join(names, ", "), ctx.step);
     const auto existing = out.list_checkpoints();
     for (auto& st : strategies)
       for (const auto& n : st->files_to_remove(ctx, existing, names))
@@ -758,6 +758,10 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     each(all_hooks, [&](Hook& h) { h.on_fit_start(ctx); });
     if (from) ckpt::set_rng_state(saved.at("rng").toGenericDict());
     bool done = false;
+    result.epochs = start_epoch;  // a finished run resumed: nothing more to train
+    // where the run ends: the next epoch, or within the last one when max_steps or a hook
+    // cut it short (a longer run resumed from there goes on mid-epoch)
+    std::int64_t end_epoch = start_epoch, end_batch = start_batch;
     for (std::int64_t epoch = start_epoch; epoch < planned_epochs && !done; ++epoch) {
       const bool mid_epoch = from && epoch == start_epoch && start_batch > 0;  // resumed within this epoch
       const std::int64_t first_batch = mid_epoch ? start_batch : 0;
@@ -782,10 +786,12 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       optimizer->zero_grad();
       std::int64_t in_accumulation = 0;
       bool complete = true;
+      std::int64_t next_batch = first_batch;
       for (std::int64_t b = first_batch; b < batches; ++b) {
         auto batch = loader.next();
         if (!batch) break;
         ctx.batch = b;
+        next_batch = b + 1;
         ctx.inputs = s.to_device(batch->inputs);
         ctx.targets = s.to_device(batch->targets);
         each(all_hooks, [&](Hook& h) { h.on_batch_start(ctx); });
@@ -893,6 +899,8 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       }
       out.end_progress();
       if (interrupted) break;
+      end_epoch = complete ? epoch + 1 : epoch;
+      end_batch = complete ? 0 : next_batch;
       for (auto& m : s.metrics)
         for (const auto& [k, v] : m->compute()) ctx.metrics["train/" + k] = v;
       json rec = {{"epoch", epoch + 1}, {"step", ctx.step}, {"time", seconds_before + seconds_since(started)}, {"lr", first_lr()},
@@ -939,7 +947,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       return result;
     }
     if (result.stop_reason.empty()) result.stop_reason = max_steps > 0 && ctx.step >= max_steps ? "max_steps" : "epochs";
-    save_point(SavePoint::end, result.epochs, 0);
+    save_point(SavePoint::end, end_epoch, end_batch);
 
     if (tr.get<bool>("test") && s.data.test) {
       result.test = s.evaluate_pass(s.data.test, "test", report_metrics(registry));
