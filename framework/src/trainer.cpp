@@ -739,9 +739,12 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
         if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
       }
     if (names.empty()) return;
+    const auto t0 = Clock::now();
     const auto paths = out.write_checkpoint(names, make_checkpoint(at, epoch_pos, batch_pos));
     result.checkpoint = paths.front();
-    spdlog::info("saved {} at step {}", fmt::join(names, ", "), ctx.step);
+    std::error_code ec;
+    spdlog::info("saved {} at step {} ({:.1f} MB in {:.2f} s)", fmt::join(names, ", "), ctx.step,
+                 static_cast<double>(fs::file_size(paths.front(), ec)) / 1e6, seconds_since(t0));
     const auto existing = out.list_checkpoints();
     for (auto& st : strategies)
       for (const auto& n : st->files_to_remove(ctx, existing, names))
