@@ -67,6 +67,25 @@ std::int64_t step_of(const c10::IValue& v) {
   throw std::runtime_error("'step' is not a number");
 }
 
+// Adam and AdamW: the same keys, in Python and in LibTorch.
+template <class Options> void put_adam_options(const Options& p, Dict& g) {
+  g.insert("betas", c10::ivalue::Tuple::create(std::get<0>(p.betas()), std::get<1>(p.betas())));
+  g.insert("eps", p.eps());
+  g.insert("weight_decay", p.weight_decay());
+  g.insert("amsgrad", p.amsgrad());
+  g.insert("maximize", false);
+  g.insert("foreach", c10::IValue());
+  g.insert("capturable", false);
+  g.insert("differentiable", false);
+}
+
+template <class State> void put_adam_state(const State& p, Dict& d) {
+  d.insert("step", step_tensor(p.step()));
+  for (const auto& [k, t] : {std::pair<const char*, torch::Tensor>{"exp_avg", p.exp_avg()},
+                             {"exp_avg_sq", p.exp_avg_sq()}, {"max_exp_avg_sq", p.max_exp_avg_sq()}})
+    if (t.defined()) d.insert(k, cpu(t));
+}
+
 Dict options_of(const torch::optim::OptimizerOptions& o) {
   Dict g = new_dict();
   g.insert("lr", o.get_lr());
@@ -80,23 +99,9 @@ Dict options_of(const torch::optim::OptimizerOptions& o) {
     g.insert("foreach", none);
     g.insert("differentiable", false);
   } else if (auto* p = dynamic_cast<const torch::optim::AdamOptions*>(&o)) {
-    g.insert("betas", c10::ivalue::Tuple::create(std::get<0>(p->betas()), std::get<1>(p->betas())));
-    g.insert("eps", p->eps());
-    g.insert("weight_decay", p->weight_decay());
-    g.insert("amsgrad", p->amsgrad());
-    g.insert("maximize", false);
-    g.insert("foreach", none);
-    g.insert("capturable", false);
-    g.insert("differentiable", false);
+    put_adam_options(*p, g);
   } else if (auto* p = dynamic_cast<const torch::optim::AdamWOptions*>(&o)) {
-    g.insert("betas", c10::ivalue::Tuple::create(std::get<0>(p->betas()), std::get<1>(p->betas())));
-    g.insert("eps", p->eps());
-    g.insert("weight_decay", p->weight_decay());
-    g.insert("amsgrad", p->amsgrad());
-    g.insert("maximize", false);
-    g.insert("foreach", none);
-    g.insert("capturable", false);
-    g.insert("differentiable", false);
+    put_adam_options(*p, g);
   } else if (auto* p = dynamic_cast<const torch::optim::RMSpropOptions*>(&o)) {
     g.insert("momentum", p->momentum());
     g.insert("alpha", p->alpha());
@@ -118,15 +123,9 @@ Dict param_state(const torch::optim::OptimizerParamState& s) {
   if (auto* p = dynamic_cast<const torch::optim::SGDParamState*>(&s)) {
     put("momentum_buffer", p->momentum_buffer());
   } else if (auto* p = dynamic_cast<const torch::optim::AdamParamState*>(&s)) {
-    d.insert("step", step_tensor(p->step()));
-    put("exp_avg", p->exp_avg());
-    put("exp_avg_sq", p->exp_avg_sq());
-    put("max_exp_avg_sq", p->max_exp_avg_sq());
+    put_adam_state(*p, d);
   } else if (auto* p = dynamic_cast<const torch::optim::AdamWParamState*>(&s)) {
-    d.insert("step", step_tensor(p->step()));
-    put("exp_avg", p->exp_avg());
-    put("exp_avg_sq", p->exp_avg_sq());
-    put("max_exp_avg_sq", p->max_exp_avg_sq());
+    put_adam_state(*p, d);
   } else if (auto* p = dynamic_cast<const torch::optim::RMSpropParamState*>(&s)) {
     d.insert("step", step_tensor(p->step()));
     put("square_avg", p->square_avg());

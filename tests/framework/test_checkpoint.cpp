@@ -198,6 +198,27 @@ BOOST_AUTO_TEST_CASE(resumed_runs_end_bit_identical_to_the_uninterrupted_run) {
   fs::remove_all(dir);
 }
 
+BOOST_AUTO_TEST_CASE(adam_adamw_and_rmsprop_state_resumes_exactly) {
+  const auto dir = graft::test::temp_dir("ckpt-optim");
+  const auto recipe = write_recipe(dir, "checkpoint: [save_last, {name: every_n_steps, n: 7}]\n");
+  for (const std::string optimizer : {"{name: adam, lr: 0.001, amsgrad: true}", "{name: adamw, lr: 0.001}",
+                                      "{name: rmsprop, lr: 0.001, momentum: 0.9, centered: true}"}) {
+    BOOST_TEST_CONTEXT(optimizer) {
+      const std::vector<std::string> set = {"optimizer=" + optimizer, "trainer.epochs=2"};
+      fs::remove_all(dir / "a");
+      fs::remove_all(dir / "b");
+      fit(recipe, dir / "a", "", set);
+      const auto r = fit(recipe, dir / "b", (dir / "a/checkpoints/step-00000007.pth").string(), set);
+      BOOST_TEST(r.steps == 20);
+      require_same_state(dir / "a/checkpoints/last.pth", dir / "b/checkpoints/last.pth");
+      const auto state = graft::read_torch_file((dir / "a/checkpoints/step-00000007.pth").string())
+                             .toGenericDict().at("optimizer_state_dict").toGenericDict().at("state").toGenericDict();
+      BOOST_TEST(state.size() > 0u);
+    }
+  }
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(a_corrupt_or_truncated_newest_checkpoint_falls_back_to_the_previous_one) {
   const auto& ref = reference();
   for (const std::string damage : {"truncate", "flip"}) {
@@ -433,6 +454,14 @@ print('ok', c['epoch'], c['step'], len(opt.state), g['lr'], g['nesterov'])
   const auto py = run(std::string(GRAFT_PYTHON) + " " + (dir / "check.py").string() + " " + (dir / "run/checkpoints/last.pth").string());
   BOOST_TEST(py.code == 0, py.err);
   BOOST_TEST(contains(py.out, "ok 1 2 62 0.01 True"), py.out);
+  // Adam's layout: Python's Adam takes it and steps
+  graft::fit(graft::load_recipe((dir / "r.yaml").string(), {"optimizer={name: adam, lr: 0.001}"}), graft::test::registry(), options);
+  const auto adam = run(std::string(GRAFT_PYTHON) + " -c \"import torch, torchvision; c = torch.load('" + (dir / "run/checkpoints/last.pth").string() +
+                        "'); m = torchvision.models.resnet18(num_classes=10); m.load_state_dict(c['model_state_dict']); "
+                        "o = torch.optim.Adam(m.parameters(), lr=0.001); o.load_state_dict(c['optimizer_state_dict']); "
+                        "m(torch.randn(2, 3, 32, 32)).sum().backward(); o.step(); print('adam', float(o.state[m.fc.bias]['step']))\"");
+  BOOST_TEST(adam.code == 0, adam.err);
+  BOOST_TEST(contains(adam.out, "adam 3.0"), adam.out);
   // graft export gives the plain torchvision state dict
   const auto ex = run(std::string(GRAFT_BIN) + " export " + (dir / "run/checkpoints/last.pth").string() + " " + (dir / "w.pth").string());
   BOOST_TEST(ex.code == 0, ex.err);
