@@ -1,0 +1,526 @@
+"""graft against PyTorch in Python, side by side in one run (tools/bench.sh runs this).
+
+Every measurement is a fresh child process, graft and Python alternating, repeated
+--repeats times; a row reports the medians and the ratio graft/Python. The table goes to
+stdout, everything (each value, the machine, the settings) to a JSON file.
+
+Run with Debian's /usr/bin/python3 (torch 1.13, torchvision 0.14). Python's training
+figures are given twice: with glibc's default allocator settings ("python default") and
+with the MALLOC_* environment that does what graft's trainer does with mallopt (freed
+buffers stay in the heap instead of going back to the kernel every step); ratios are
+taken against the faster, tuned one.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TORCH_REF = os.path.join(HERE, "torch_ref.py")
+
+# What graft's trainer sets with mallopt (keep_freed_memory() in framework/src/trainer.cpp).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+              "MALLOC_TOP_PAD_": str(256 << 20)}
+AUGMENT = [
+    "{name: random_crop, size: 28, padding: 2}",
+    "random_horizontal_flip",
+    "to_tensor",
+    "{name: normalize, mean: [0.2860], std: [0.3530]}",
+]
+
+# Steps (warm-up, measured) per model and batch size: about 10 s of training per run on
+# 2 cores. --smoke shrinks everything to a few steps.
+STEPS = {
+    ("cnn", 128): (20, 200),
+    ("cnn", 16): (50, 1000),
+    ("resnet18", 128): (5, 40),
+    ("resnet18", 16): (20, 240),
+}
+GOALS = {  # row id -> minimum of the row's ratio (or of graft's value, for "value" goals)
+    "train/cnn/b128": ("ratio", 1.0), "train/resnet18/b128": ("ratio", 1.0),
+    "train/cnn/b16": ("ratio", 1.2), "train/resnet18/b16": ("ratio", 1.2),
+    "loader/efficiency": ("value", 95.0),
+    "ckpt/save": ("ratio", 1.0), "ckpt/load": ("ratio", 1.0),
+}
+
+
+class Failed(Exception):
+    pass
+
+
+def run(cmd, env_extra=None, timeout=900, cwd=None):
+    """Runs `cmd`; returns (wall seconds, peak RSS in MB, stdout). Raises Failed on an error."""
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                             start_new_session=True)
+        timer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if p.returncode != 0:
+        last = [l for l in stderr.strip().splitlines() if l.strip()][-3:]
+        raise Failed("exit %d: %s: %s" % (p.returncode, " ".join(cmd[:3]), " | ".join(last)))
+    return wall, usage.ru_maxrss / 1024.0, stdout
+
+
+def last_json(stdout):
+    try:
+        return json.loads(stdout)  # one document (graft's --json is indented)
+    except ValueError:
+        pass
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise Failed("no JSON in the output: " + stdout[-300:])
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.graft = a.graft
+        self.tool = a.bench
+        self.python = a.python
+        self.work = a.work
+        self.rows = []
+        self.failures = []
+        self.ordinal = 0
+        self.clock = time.time()
+
+    # ---- the two sides ----------------------------------------------------------------
+
+    def py(self, args, tuned=True, timeout=900):
+        cmd = [self.python, TORCH_REF, "--threads", str(self.a.threads), "--root", self.a.root] + args
+        return run(cmd, MALLOC_ENV if tuned else None, timeout=timeout)
+
+    def recipe(self, name, model, batch, steps, log_every, workers=1):
+        backbone = ("{name: simple_cnn, in_channels: 1, num_classes: 10, dropout: 0.3}" if model == "cnn"
+                    else "resnet18\n  in_channels: 1\n  num_classes: 10\n  input_shape: [1, 28, 28]")
+        text = "\n".join([
+            "# written by tools/bench/bench.py",
+            "description: graft bench, %s batch %d" % (model, batch),
+            "seed: 0",
+            "model:",
+            "  backbone: " + backbone,
+            "data:",
+            "  dataset: {name: fashion_mnist, root: '%s'}" % self.a.root,
+            "  train_split: %s" % self.a.train_split,
+            "  val: none",
+            "  batch_size: %d" % batch,
+            "  workers: %d" % workers,
+            "  transforms:",
+        ] + ["    - " + t for t in AUGMENT] + [
+            "optimizer: {name: sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0005}",
+            "trainer:",
+            "  epochs: 1",
+            "  max_steps: %d" % steps,
+            "  log_every: %d" % log_every,
+            "  device: cpu",
+            "  threads: %d" % self.a.threads,
+            "  test: false",
+            "",
+        ])
+        path = os.path.join(self.work, name + ".yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_dir(self, tag):
+        self.ordinal += 1
+        return os.path.join(self.work, "runs", "%s-%d" % (tag, self.ordinal))
+
+    def graft_train(self, recipe, warmup, steps, batch, tag):
+        """`graft train` as a user runs it; img/s between the records at steps warmup and warmup+steps."""
+        d = self.run_dir(tag)
+        wall, rss, _ = run([self.graft, "train", recipe, "--run-dir", d, "--progress", "0"])
+        recs = {}
+        with open(os.path.join(d, "metrics.jsonl")) as f:
+            for line in f:
+                r = json.loads(line)
+                if "img_per_s" in r:
+                    recs[r["step"]] = r["time"]
+        if warmup not in recs or warmup + steps not in recs:
+            raise Failed("metrics.jsonl of %s has no records at steps %d and %d" % (d, warmup, warmup + steps))
+        seconds = recs[warmup + steps] - recs[warmup]
+        shutil.rmtree(d, ignore_errors=True)
+        return steps * batch / seconds, rss
+
+    # ---- rows ---------------------------------------------------------------------------
+
+    def add(self, rid, label, unit, better, graft, python, python_default=None, note=""):
+        def summary(values):
+            values = [v for v in values if v is not None]
+            return {"values": values, "median": statistics.median(values) if values else None}
+
+        row = {"id": rid, "label": label, "unit": unit, "better": better, "graft": summary(graft),
+               "python": summary(python), "note": note}
+        if python_default is not None:
+            row["python_default"] = summary(python_default)
+        g, p = row["graft"]["median"], row["python"]["median"]
+        row["ratio"] = g / p if g is not None and p else None
+        if python_default is not None and g is not None and row["python_default"]["median"]:
+            row["ratio_default"] = g / row["python_default"]["median"]
+        if rid in GOALS:
+            kind, bound = GOALS[rid]
+            got = row["ratio"] if kind == "ratio" else g
+            row["goal"] = (">= %.2fx python" % bound) if kind == "ratio" else (">= %g %s" % (bound, unit))
+            row["met"] = None if got is None else got >= bound
+        self.rows.append(row)
+        now = time.time()
+        self.progress("%-22s graft %s  python %s  (%.0f s)" % (rid, fmt(row["graft"]["median"]), fmt(row["python"]["median"]),
+                                                             now - self.clock))
+        self.clock = now
+        return row
+
+    def progress(self, text):
+        if not self.a.quiet:
+            print("bench: " + text, file=sys.stderr, flush=True)
+
+    def attempt(self, what, fn):
+        try:
+            return fn()
+        except Failed as e:
+            self.failures.append("%s: %s" % (what, e))
+            self.progress("FAILED %s: %s" % (what, e))
+            return None
+
+    def steps(self, model, batch):
+        if self.a.smoke:
+            return 1, 2
+        w, m = STEPS[(model, batch)]
+        m = int(round(m * self.a.scale / w)) * w or w  # a multiple of the warm-up: log_every = warm-up
+        return w, m
+
+    def train_rows(self):
+        for model in self.a.models:
+            for batch in self.a.batches:
+                w, m = self.steps(model, batch)
+                recipe = self.recipe("train-%s-b%d" % (model, batch), model, batch, w + m, w)
+                g, p, pd, g_rss, p_rss, pd_rss = [], [], [], [], [], []
+                py_args = ["train", "--model", model, "--batch", str(batch), "--warmup", str(w), "--steps", str(m),
+                           "--feed", "preloaded"]
+                for r in range(self.a.repeats):
+                    order = ["graft", "tuned", "default"]
+                    if r % 2:
+                        order.reverse()
+                    for side in order:
+                        if side == "graft":
+                            got = self.attempt("graft train %s b%d" % (model, batch),
+                                               lambda: self.graft_train(recipe, w, m, batch, "train"))
+                            if got:
+                                g.append(got[0])
+                                g_rss.append(got[1])
+                        else:
+                            got = self.attempt("python train %s b%d (%s)" % (model, batch, side),
+                                               lambda: self.py(py_args, tuned=side == "tuned"))
+                            if got:
+                                (p if side == "tuned" else pd).append(last_json(got[2])["img_per_s"])
+                                (p_rss if side == "tuned" else pd_rss).append(got[1])
+                label = "train %s batch %d" % ("small CNN" if model == "cnn" else "ResNet-18", batch)
+                note = "graft: `graft train`, loader + augmentation; python: preloaded tensors"
+                self.add("train/%s/b%d" % (model, batch), label, "img/s", "higher", g, p, pd, note)
+                self.add("rss/%s/b%d" % (model, batch), "peak RSS, " + label, "MB", "lower", g_rss, p_rss, pd_rss)
+
+    def loader_rows(self):
+        model, batch = "cnn", 128
+        w, m = self.steps(model, batch)
+        recipe = self.recipe("loader-%s-b%d" % (model, batch), model, batch, w + m, w)
+        batches = 3 if self.a.smoke else int(200 * self.a.scale)
+        alone_g, alone_p, pre_g, pre_p, load_g, load_p = [], [], [], [], [], []
+        for r in range(self.a.repeats):
+            got = self.attempt("graft-bench loader", lambda: run([self.tool, "loader", recipe, "--batches", str(batches)]))
+            if got:
+                alone_g.append(last_json(got[2])["img_per_s"])
+            got = self.attempt("python loader", lambda: self.py(["loader", "--batch", str(batch), "--batches", str(batches)]))
+            if got:
+                alone_p.append(last_json(got[2])["img_per_s"])
+            for feed, gl, pl in (("preloaded", pre_g, pre_p), ("loader", load_g, load_p)):
+                got = self.attempt("graft-bench train --feed " + feed, lambda: run(
+                    [self.tool, "train", recipe, "--feed", feed, "--warmup", str(w), "--steps", str(m)]))
+                if got:
+                    gl.append(last_json(got[2])["img_per_s"])
+                got = self.attempt("python train --feed " + feed, lambda: self.py(
+                    ["train", "--model", model, "--batch", str(batch), "--warmup", str(w), "--steps", str(m),
+                     "--feed", feed]))
+                if got:
+                    pl.append(last_json(got[2])["img_per_s"])
+        self.add("loader/alone", "loader alone (crop+flip+normalize, 1 worker)", "img/s", "higher", alone_g, alone_p,
+                 note="graft: graft::Loader; python: DataLoader(num_workers=1), torchvision tensor transforms")
+        gp = self.add("loader/preloaded", "train CNN b%d, preloaded tensors" % batch, "img/s", "higher", pre_g, pre_p,
+                      note="the trainer's step on tensors in memory (graft-bench / torch_ref.py)")
+        gl = self.add("loader/train", "train CNN b%d, fed by the loader" % batch, "img/s", "higher", load_g, load_p,
+                      note="the same step fed by the augmenting loader, 1 worker")
+
+        def eff(lo, pre):
+            return [100.0 * a / b for a, b in zip(lo, pre)] if lo and pre else []
+        self.add("loader/efficiency", "loader-fed / preloaded throughput", "%", "higher", eff(load_g, pre_g),
+                 eff(load_p, pre_p), note="per repeat: the loader-fed run over the preloaded run")
+
+    def ckpt_rows(self):
+        arch = self.a.ckpt_arch
+        reps = 1 if self.a.smoke else 3
+        d = os.path.join(self.work, "ckpt")
+        os.makedirs(d, exist_ok=True)
+        gs, gl, ps, pf, pl = [], [], [], [], []
+        size_g = size_p = None
+        for r in range(self.a.repeats):
+            got = self.attempt("graft-bench ckpt", lambda: run(
+                [self.tool, "ckpt", "--backbone", arch, "--dir", d, "--repeats", str(reps)]))
+            if got:
+                j = last_json(got[2])
+                size_g = j["bytes"] / 1e6
+                gs += [size_g / s for s in j["save_s"]]
+                gl += [size_g / s for s in j["load_s"]]
+            got = self.attempt("python ckpt", lambda: self.py(
+                ["ckpt", "--arch", arch, "--dir", d, "--repeats", str(reps)], tuned=False))
+            if got:
+                j = last_json(got[2])
+                size_p = j["bytes"] / 1e6
+                ps += [size_p / s for s in j["save_s"]]
+                pf += [size_p / s for s in j["save_fsync_s"]]
+                pl += [size_p / s for s in j["load_s"]]
+        sizes = "file %s MB (graft) / %s MB (python)" % (fmt(size_g), fmt(size_p))
+        self.add("ckpt/save", "save %s state dict" % arch, "MB/s", "higher", gs, ps,
+                 note="graft's save_state_dict fsyncs; torch.save does not. " + sizes)
+        self.add("ckpt/save_fsync", "save %s, both on disk (fsync)" % arch, "MB/s", "higher", gs, pf,
+                 note="python: torch.save + os.fsync")
+        self.add("ckpt/load", "load %s state dict" % arch, "MB/s", "higher", gl, pl,
+                 note="graft: load_state_dict; python: torch.load (file in the page cache)")
+
+    def startup_rows(self):
+        scan, cli, imp = [], [], []
+        libs = None
+        for r in range(self.a.repeats):
+            got = self.attempt("graft-bench plugins", lambda: run([self.tool, "plugins"]))
+            if got:
+                j = last_json(got[2])
+                scan.append(1000 * j["seconds"])
+                libs = "%d libraries, %d plugins" % (j["libraries"], j["plugins"])
+            got = self.attempt("graft plugins", lambda: run([self.graft, "plugins", "--json"]))
+            if got:
+                cli.append(1000 * got[0])
+            got = self.attempt("python import", lambda: run([self.python, "-c", "import torch, torchvision"]))
+            if got:
+                imp.append(1000 * got[0])
+        self.add("startup/plugin_scan", "plugin scan and load (in process)", "ms", "lower", scan, [],
+                 note="Registry::scan of the built-in plugins: %s; Python has no counterpart" % libs)
+        self.add("startup/cli", "`graft plugins --json` vs `import torch, torchvision`", "ms", "lower", cli, imp,
+                 note="process start to exit")
+
+        # resume: the time from launching a resumed run (one step more than its checkpoint)
+        # to its exit, against a fresh start of the same recipe (one step) and Python's
+        # equivalent (load the checkpoint dict, rebuild model and optimizer, one step, save)
+        model = self.a.resume_model
+        batch = 16 if self.a.smoke else 128
+        k = 2
+        recipe = self.recipe("resume-%s" % model, model, batch, k, 1)
+        help_text = self.attempt("graft train --help", lambda: run([self.graft, "train", "--help"]))
+        has_resume = bool(help_text and "--resume" in help_text[2])
+        ckpt = None
+        if has_resume:
+            got = self.attempt("graft train (checkpoint to resume)", lambda: run(
+                [self.graft, "train", recipe, "--run-dir", self.run_dir("resume-src"), "--progress", "0", "--json"]))
+            if got:
+                ckpt = last_json(got[2]).get("checkpoint")
+                if not ckpt:
+                    self.failures.append("graft train --json gave no checkpoint to resume from")
+        py_ckpt = os.path.join(self.work, "python-resume.pth")
+        py_out = os.path.join(self.work, "python-out.pth")
+        self.attempt("python run (checkpoint to resume)", lambda: self.py(
+            ["run", "--model", model, "--batch", str(batch), "--steps", str(k), "--save", py_ckpt]))
+        fresh_g, fresh_p, res_g, res_p = [], [], [], []
+        for r in range(self.a.repeats):
+            got = self.attempt("graft train (fresh)", lambda: run(
+                [self.graft, "train", recipe, "--set", "trainer.max_steps=1", "--run-dir", self.run_dir("fresh"),
+                 "--progress", "0"]))
+            if got:
+                fresh_g.append(got[0])
+            got = self.attempt("python run (fresh)", lambda: self.py(
+                ["run", "--model", model, "--batch", str(batch), "--steps", "1", "--save", py_out]))
+            if got:
+                fresh_p.append(got[0])
+            if ckpt:
+                got = self.attempt("graft train --resume", lambda: run(
+                    [self.graft, "train", recipe, "--resume", ckpt, "--set", "trainer.max_steps=%d" % (k + 1),
+                     "--run-dir", self.run_dir("resumed"), "--progress", "0"]))
+                if got:
+                    res_g.append(got[0])
+            got = self.attempt("python run (resume)", lambda: self.py(
+                ["run", "--model", model, "--batch", str(batch), "--steps", str(k + 1), "--resume", py_ckpt,
+                 "--save", py_out]))
+            if got:
+                res_p.append(got[0])
+        what = "%s b%d" % ("ResNet-18" if model == "resnet18" else "small CNN", batch)
+        self.add("startup/fresh", "fresh start, 1 step (%s)" % what, "s", "lower", fresh_g, fresh_p,
+                 note="launch to exit: open the data, build, 1 step, save the checkpoint")
+        self.add("startup/resume", "resume, 1 step (%s)" % what, "s", "lower", res_g, res_p,
+                 note=("launch to exit: --resume a %d-step checkpoint with max_steps %d" % (k, k + 1)) if has_resume
+                 else "n/a (no --resume): this graft has no `graft train --resume`")
+
+    # ---- output -------------------------------------------------------------------------
+
+    def machine(self):
+        info = {"hostname": platform.node(), "kernel": platform.release(), "cores": os.cpu_count()}
+        try:
+            with open("/proc/cpuinfo") as f:
+                m = re.search(r"model name\s*:\s*(.*)", f.read())
+                info["cpu"] = m.group(1).strip() if m else "?"
+            with open("/proc/meminfo") as f:
+                info["memory_gb"] = round(int(f.readline().split()[1]) / 1024 / 1024, 1)
+        except OSError:
+            pass
+        info["blas"] = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+        try:
+            info["graft"] = json.loads(run([self.graft, "version", "--json"])[2])
+        except (Failed, ValueError):
+            info["graft"] = None
+        try:
+            info["python_torch"] = run([self.python, "-c", "import torch, torchvision; "
+                                        "print(torch.__version__, torchvision.__version__)"])[2].strip()
+        except Failed:
+            info["python_torch"] = None
+        return info
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000:
+        return "{:,.0f}".format(v)
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def table(rows):
+    head = ["row", "unit", "graft", "python", "python default", "graft/python", "goal", ""]
+    lines = []
+    for r in rows:
+        ratio = "n/a" if r["ratio"] is None else "%.2fx" % r["ratio"]
+        if r.get("ratio_default") is not None:
+            ratio += " (%.2fx)" % r["ratio_default"]
+        met = {True: "met", False: "MISSED", None: ""}[r.get("met")] if "goal" in r else ""
+        graft = fmt(r["graft"]["median"])
+        if r["graft"]["median"] is None and r["note"].startswith("n/a"):
+            graft = r["note"].split(":")[0]
+        lines.append([r["label"], r["unit"], graft, fmt(r["python"]["median"]) if r["python"]["values"] else "-",
+                      fmt(r["python_default"]["median"]) if "python_default" in r else "",
+                      ratio if r["python"]["values"] else "", r.get("goal", ""), met])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    out = []
+    for i, l in enumerate([head] + lines):
+        out.append("  ".join((s.ljust(w) if k in (0, 1, 6, 7) else s.rjust(w)) for k, (s, w) in enumerate(zip(l, widths))).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--graft", required=True, help="the graft binary")
+    p.add_argument("--bench", required=True, help="the graft-bench binary")
+    p.add_argument("--python", default="/usr/bin/python3", help="Python with torch and torchvision")
+    p.add_argument("--out", help="the JSON file (default runs/bench-<date-time>.json)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each side per row (default 3)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of both sides (default 2)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the measured steps (default 1)")
+    p.add_argument("--smoke", action="store_true", help="a few steps of everything, 1 repeat: checks that it works")
+    p.add_argument("--only", default="train,loader,ckpt,startup", help="row groups to run")
+    p.add_argument("--models", default="cnn,resnet18")
+    p.add_argument("--batches", default="128,16", help="training batch sizes")
+    p.add_argument("--ckpt-arch", default="resnet50", help="the checkpoint rows' model (default resnet50)")
+    p.add_argument("--resume-model", default="resnet18", help="the start-up rows' model (default resnet18)")
+    p.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST IDX files")
+    p.add_argument("--train-split", default="train", help="train or test (smaller: quicker start-up)")
+    p.add_argument("--work", help="scratch directory (default: a new temporary one, removed at the end)")
+    p.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="set K=V for every run of both sides (e.g. OPENBLAS_NUM_THREADS=1); repeatable")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    a = p.parse_args()
+    if a.smoke:
+        a.repeats = 1
+        if a.ckpt_arch == "resnet50":
+            a.ckpt_arch = "resnet18"
+        a.train_split = "test"
+    for kv in a.env:
+        k, _, v = kv.partition("=")
+        os.environ[k] = v
+    a.models = a.models.split(",")
+    a.batches = [int(b) for b in a.batches.split(",")]
+    groups = a.only.split(",")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if not a.out:
+        a.out = os.path.join("runs", "bench-%s.json" % stamp)
+    own_work = a.work is None
+    a.work = a.work or tempfile.mkdtemp(prefix="graft-bench-")
+    os.makedirs(a.work, exist_ok=True)
+
+    b = Bench(a)
+    started = time.time()
+    load_before = os.getloadavg()
+    machine = b.machine()
+    try:
+        for g in ("train", "loader", "ckpt", "startup"):
+            if g in groups:
+                getattr(b, g + "_rows")()
+    finally:
+        if own_work:
+            shutil.rmtree(a.work, ignore_errors=True)
+    load_after = os.getloadavg()
+    machine["load_before"] = [round(x, 2) for x in load_before]
+    machine["load_after"] = [round(x, 2) for x in load_after]
+    report = {
+        "date": stamp, "seconds": round(time.time() - started, 1), "machine": machine,
+        "settings": {"repeats": a.repeats, "threads": a.threads, "scale": a.scale, "smoke": a.smoke,
+                     "models": a.models, "batches": a.batches, "ckpt_arch": a.ckpt_arch,
+                     "train_split": a.train_split, "optimizer": "sgd lr 0.01 momentum 0.9 weight_decay 5e-4",
+                     "python_malloc_env": MALLOC_ENV, "env": a.env},
+        "rows": b.rows, "failures": b.failures,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+
+    print("graft vs PyTorch %s in Python; %s, %d cores; %d threads each, %d repeats, medians" % (
+        machine.get("python_torch") or "?", machine.get("cpu", "?"), machine["cores"], a.threads, a.repeats))
+    print("load average before %s, after %s; python = with the MALLOC_* env of graft's mallopt, "
+          "python default = without (ratio in parentheses)" % (
+              "/".join("%.2f" % x for x in load_before), "/".join("%.2f" % x for x in load_after)))
+    print()
+    print(table(b.rows))
+    print()
+    for r in b.rows:
+        if r["note"]:
+            print("%-22s %s" % (r["id"], r["note"]))
+    for f in b.failures:
+        print("FAILED: " + f)
+    print("\nJSON: " + a.out)
+    return 1 if b.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
