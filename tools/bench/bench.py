@@ -5,10 +5,16 @@ Every measurement is a fresh child process, graft and Python alternating, repeat
 stdout, everything (each value, the machine, the settings) to a JSON file.
 
 Run with Debian's /usr/bin/python3 (torch 1.13, torchvision 0.14). Python's training
-figures are given twice: with glibc's default allocator settings ("python default") and
-with the MALLOC_* environment that does what graft's trainer does with mallopt (freed
-buffers stay in the heap instead of going back to the kernel every step); ratios are
-taken against the faster, tuned one.
+figures are given three times, and ratios are taken against the fastest, "tuned" one:
+  python default  no environment
+  python malloc   the MALLOC_* environment that does what graft's trainer does with
+                  mallopt (freed buffers stay in the heap instead of going back to the
+                  kernel every step)
+  python tuned    that, and OPENBLAS_NUM_THREADS=1: Debian's OpenBLAS (pthread flavour)
+                  otherwise runs its own pool of threads next to LibTorch's OpenMP pool,
+                  spinning in sched_yield between calls (see README.md, "Benchmarks")
+graft runs as it is: only what graft itself sets applies to it (--env sets a variable for
+both sides).
 """
 import argparse
 import datetime
@@ -32,6 +38,7 @@ TORCH_REF = os.path.join(HERE, "torch_ref.py")
 # What graft's trainer sets with mallopt (keep_freed_memory() in framework/src/trainer.cpp).
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
               "MALLOC_TOP_PAD_": str(256 << 20)}
+PYTHON_ENVS = {"tuned": dict(MALLOC_ENV, OPENBLAS_NUM_THREADS="1"), "malloc": MALLOC_ENV, "default": {}}
 AUGMENT = [
     "{name: random_crop, size: 28, padding: 2}",
     "random_horizontal_flip",
@@ -43,9 +50,9 @@ AUGMENT = [
 # 2 cores. --smoke shrinks everything to a few steps.
 STEPS = {
     ("cnn", 128): (20, 200),
-    ("cnn", 16): (50, 1000),
+    ("cnn", 16): (50, 600),
     ("resnet18", 128): (5, 40),
-    ("resnet18", 16): (20, 240),
+    ("resnet18", 16): (20, 160),
 }
 GOALS = {  # row id -> minimum of the row's ratio (or of graft's value, for "value" goals)
     "train/cnn/b128": ("ratio", 1.0), "train/resnet18/b128": ("ratio", 1.0),
@@ -107,12 +114,13 @@ class Bench:
         self.failures = []
         self.ordinal = 0
         self.clock = time.time()
+        self.python_versions = None
 
     # ---- the two sides ----------------------------------------------------------------
 
-    def py(self, args, tuned=True, timeout=900):
+    def py(self, args, env="tuned", timeout=900):
         cmd = [self.python, TORCH_REF, "--threads", str(self.a.threads), "--root", self.a.root] + args
-        return run(cmd, MALLOC_ENV if tuned else None, timeout=timeout)
+        return run(cmd, PYTHON_ENVS[env], timeout=timeout)
 
     def recipe(self, name, model, batch, steps, log_every, workers=1):
         backbone = ("{name: simple_cnn, in_channels: 1, num_classes: 10, dropout: 0.3}" if model == "cnn"
@@ -168,19 +176,20 @@ class Bench:
 
     # ---- rows ---------------------------------------------------------------------------
 
-    def add(self, rid, label, unit, better, graft, python, python_default=None, note=""):
+    def add(self, rid, label, unit, better, graft, python, others=None, note=""):
+        """`python`: the values of Python tuned; `others`: {"malloc": values, "default": values}."""
         def summary(values):
             values = [v for v in values if v is not None]
             return {"values": values, "median": statistics.median(values) if values else None}
 
         row = {"id": rid, "label": label, "unit": unit, "better": better, "graft": summary(graft),
                "python": summary(python), "note": note}
-        if python_default is not None:
-            row["python_default"] = summary(python_default)
         g, p = row["graft"]["median"], row["python"]["median"]
         row["ratio"] = g / p if g is not None and p else None
-        if python_default is not None and g is not None and row["python_default"]["median"]:
-            row["ratio_default"] = g / row["python_default"]["median"]
+        for name, values in (others or {}).items():
+            row["python_" + name] = summary(values)
+            other = row["python_" + name]["median"]
+            row["ratio_" + name] = g / other if g is not None and other else None
         if rid in GOALS:
             kind, bound = GOALS[rid]
             got = row["ratio"] if kind == "ratio" else g
@@ -217,11 +226,12 @@ class Bench:
             for batch in self.a.batches:
                 w, m = self.steps(model, batch)
                 recipe = self.recipe("train-%s-b%d" % (model, batch), model, batch, w + m, w)
-                g, p, pd, g_rss, p_rss, pd_rss = [], [], [], [], [], []
+                speed = {side: [] for side in ["graft"] + list(PYTHON_ENVS)}
+                rss = {side: [] for side in speed}
                 py_args = ["train", "--model", model, "--batch", str(batch), "--warmup", str(w), "--steps", str(m),
                            "--feed", "preloaded"]
                 for r in range(self.a.repeats):
-                    order = ["graft", "tuned", "default"]
+                    order = list(speed)
                     if r % 2:
                         order.reverse()
                     for side in order:
@@ -229,18 +239,21 @@ class Bench:
                             got = self.attempt("graft train %s b%d" % (model, batch),
                                                lambda: self.graft_train(recipe, w, m, batch, "train"))
                             if got:
-                                g.append(got[0])
-                                g_rss.append(got[1])
+                                speed[side].append(got[0])
+                                rss[side].append(got[1])
                         else:
                             got = self.attempt("python train %s b%d (%s)" % (model, batch, side),
-                                               lambda: self.py(py_args, tuned=side == "tuned"))
+                                               lambda: self.py(py_args, env=side))
                             if got:
-                                (p if side == "tuned" else pd).append(last_json(got[2])["img_per_s"])
-                                (p_rss if side == "tuned" else pd_rss).append(got[1])
+                                speed[side].append(last_json(got[2])["img_per_s"])
+                                rss[side].append(got[1])
                 label = "train %s batch %d" % ("small CNN" if model == "cnn" else "ResNet-18", batch)
                 note = "graft: `graft train`, loader + augmentation; python: preloaded tensors"
-                self.add("train/%s/b%d" % (model, batch), label, "img/s", "higher", g, p, pd, note)
-                self.add("rss/%s/b%d" % (model, batch), "peak RSS, " + label, "MB", "lower", g_rss, p_rss, pd_rss)
+                others = lambda d: {"malloc": d["malloc"], "default": d["default"]}
+                self.add("train/%s/b%d" % (model, batch), label, "img/s", "higher", speed["graft"], speed["tuned"],
+                         others(speed), note)
+                self.add("rss/%s/b%d" % (model, batch), "peak RSS, " + label, "MB", "lower", rss["graft"], rss["tuned"],
+                         others(rss))
 
     def loader_rows(self):
         model, batch = "cnn", 128
@@ -293,7 +306,7 @@ class Bench:
                 gs += [size_g / s for s in j["save_s"]]
                 gl += [size_g / s for s in j["load_s"]]
             got = self.attempt("python ckpt", lambda: self.py(
-                ["ckpt", "--arch", arch, "--dir", d, "--repeats", str(reps)], tuned=False))
+                ["ckpt", "--arch", arch, "--dir", d, "--repeats", str(reps)], env="default"))
             if got:
                 j = last_json(got[2])
                 size_p = j["bytes"] / 1e6
@@ -320,9 +333,11 @@ class Bench:
             got = self.attempt("graft plugins", lambda: run([self.graft, "plugins", "--json"]))
             if got:
                 cli.append(1000 * got[0])
-            got = self.attempt("python import", lambda: run([self.python, "-c", "import torch, torchvision"]))
+            got = self.attempt("python import", lambda: run(
+                [self.python, "-c", "import torch, torchvision; print(torch.__version__, torchvision.__version__)"]))
             if got:
                 imp.append(1000 * got[0])
+                self.python_versions = got[2].strip()
         self.add("startup/plugin_scan", "plugin scan and load (in process)", "ms", "lower", scan, [],
                  note="Registry::scan of the built-in plugins: %s; Python has no counterpart" % libs)
         self.add("startup/cli", "`graft plugins --json` vs `import torch, torchvision`", "ms", "lower", cli, imp,
@@ -395,11 +410,6 @@ class Bench:
             info["graft"] = json.loads(run([self.graft, "version", "--json"])[2])
         except (Failed, ValueError):
             info["graft"] = None
-        try:
-            info["python_torch"] = run([self.python, "-c", "import torch, torchvision; "
-                                        "print(torch.__version__, torchvision.__version__)"])[2].strip()
-        except Failed:
-            info["python_torch"] = None
         return info
 
 
@@ -416,23 +426,25 @@ def fmt(v):
 
 
 def table(rows):
-    head = ["row", "unit", "graft", "python", "python default", "graft/python", "goal", ""]
+    head = ["row", "unit", "graft", "python", "py malloc", "py default", "graft/python", "goal", ""]
     lines = []
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else "%.2fx" % r["ratio"]
-        if r.get("ratio_default") is not None:
-            ratio += " (%.2fx)" % r["ratio_default"]
+        if "python_default" in r:
+            ratio += " (%s, %s)" % tuple("n/a" if r.get(k) is None else "%.2fx" % r[k]
+                                         for k in ("ratio_malloc", "ratio_default"))
         met = {True: "met", False: "MISSED", None: ""}[r.get("met")] if "goal" in r else ""
         graft = fmt(r["graft"]["median"])
         if r["graft"]["median"] is None and r["note"].startswith("n/a"):
             graft = r["note"].split(":")[0]
         lines.append([r["label"], r["unit"], graft, fmt(r["python"]["median"]) if r["python"]["values"] else "-",
+                      fmt(r["python_malloc"]["median"]) if "python_malloc" in r else "",
                       fmt(r["python_default"]["median"]) if "python_default" in r else "",
                       ratio if r["python"]["values"] else "", r.get("goal", ""), met])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
     out = []
     for i, l in enumerate([head] + lines):
-        out.append("  ".join((s.ljust(w) if k in (0, 1, 6, 7) else s.rjust(w)) for k, (s, w) in enumerate(zip(l, widths))).rstrip())
+        out.append("  ".join((s.ljust(w) if k in (0, 1, 7, 8) else s.rjust(w)) for k, (s, w) in enumerate(zip(l, widths))).rstrip())
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -490,6 +502,10 @@ def main():
         if own_work:
             shutil.rmtree(a.work, ignore_errors=True)
     load_after = os.getloadavg()
+    if b.python_versions is None:  # the start-up rows did not run
+        b.attempt("python versions", lambda: setattr(b, "python_versions", run(
+            [a.python, "-c", "import torch, torchvision; print(torch.__version__, torchvision.__version__)"])[2].strip()))
+    machine["python_torch"] = b.python_versions
     machine["load_before"] = [round(x, 2) for x in load_before]
     machine["load_after"] = [round(x, 2) for x in load_after]
     report = {
@@ -497,7 +513,7 @@ def main():
         "settings": {"repeats": a.repeats, "threads": a.threads, "scale": a.scale, "smoke": a.smoke,
                      "models": a.models, "batches": a.batches, "ckpt_arch": a.ckpt_arch,
                      "train_split": a.train_split, "optimizer": "sgd lr 0.01 momentum 0.9 weight_decay 5e-4",
-                     "python_malloc_env": MALLOC_ENV, "env": a.env},
+                     "python_envs": PYTHON_ENVS, "env": a.env},
         "rows": b.rows, "failures": b.failures,
     }
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
@@ -507,9 +523,10 @@ def main():
 
     print("graft vs PyTorch %s in Python; %s, %d cores; %d threads each, %d repeats, medians" % (
         machine.get("python_torch") or "?", machine.get("cpu", "?"), machine["cores"], a.threads, a.repeats))
-    print("load average before %s, after %s; python = with the MALLOC_* env of graft's mallopt, "
-          "python default = without (ratio in parentheses)" % (
-              "/".join("%.2f" % x for x in load_before), "/".join("%.2f" % x for x in load_after)))
+    print("load average before %s, after %s" % ("/".join("%.2f" % x for x in load_before),
+                                                 "/".join("%.2f" % x for x in load_after)))
+    print("python: tuned = MALLOC_* env (what graft's mallopt does) + OPENBLAS_NUM_THREADS=1; py malloc = MALLOC_* "
+          "only; py default = no env. graft/python: against tuned (against malloc, default)")
     print()
     print(table(b.rows))
     print()
