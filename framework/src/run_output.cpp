@@ -13,6 +13,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "checkpoint_io.h"
 #include "graft/error.h"
 #include "graft/serialize.h"
 #include "graft/trainer.h"
@@ -164,16 +165,9 @@ std::vector<std::string> RunOutput::write_checkpoint(const std::vector<std::stri
 }
 
 std::vector<std::string> RunOutput::list_checkpoints() const {
-  std::vector<std::pair<fs::file_time_type, std::string>> files;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(checkpoints_dir(), ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name[0] == '.' || e.path().extension() != ".pth") continue;
-    files.emplace_back(fs::last_write_time(e.path(), ec), name);
-  }
-  std::sort(files.begin(), files.end());
   std::vector<std::string> out;
-  for (const auto& f : files) out.push_back(f.second);
+  for (const auto& path : ckpt::candidates(checkpoints_dir())) out.push_back(fs::path(path).filename().string());
+  std::reverse(out.begin(), out.end());  // oldest first
   return out;
 }
 
