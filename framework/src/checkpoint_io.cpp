@@ -145,7 +145,8 @@ std::unique_ptr<torch::optim::OptimizerParamState> make_param_state(const torch:
     if (!v.isTensor()) throw std::runtime_error(std::string("'") + k + "' is not a tensor");
     const auto x = v.toTensor();
     if (x.sizes() != param.sizes()) throw std::runtime_error(std::string("'") + k + "' has another shape than the parameter");
-    return x.to(param.device(), param.scalar_type()).contiguous();
+    // a copy: the loaded tensors share one buffer with the whole checkpoint file
+    return x.to(param.device(), param.scalar_type(), /*non_blocking=*/false, /*copy=*/true).contiguous();
   };
   auto step = [&] { return d.contains("step") ? step_of(d.at("step")) : 0; };
   if (dynamic_cast<const torch::optim::SGD*>(&opt)) {

@@ -759,7 +759,12 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   bool interrupted = false;
   try {
     each(all_hooks, [&](Hook& h) { h.on_fit_start(ctx); });
-    if (from) ckpt::set_rng_state(saved.at("rng").toGenericDict());
+    if (from) {
+      ckpt::set_rng_state(saved.at("rng").toGenericDict());
+      // all of the checkpoint is in the run's state now: free its tensors (one buffer)
+      saved = ckpt::new_dict();
+      from->dict = ckpt::new_dict();
+    }
     bool done = false;
     result.epochs = start_epoch;  // a finished run resumed: nothing more to train
     // where the run ends: the next epoch, or within the last one when max_steps or a hook

@@ -2,19 +2,19 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <stdexcept>
-#include <vector>
 
 namespace graft::zip {
 
 namespace {
-template <class U> U le(const char* p) {
+template <class U> U le(const std::uint8_t* p) {
   U v;
   std::memcpy(&v, p, sizeof(U));
   return v;
 }
+[[noreturn]] void corrupt(const std::string& what) { throw std::runtime_error(what); }
 }  // namespace
 
 std::uint32_t crc32(const void* data, std::size_t size) {
@@ -29,61 +29,79 @@ std::uint32_t crc32(const void* data, std::size_t size) {
   return static_cast<std::uint32_t>(crc);
 }
 
-std::map<std::string, Entry> read_index(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::runtime_error("cannot be opened");
-  const auto file_size = static_cast<std::uint64_t>(in.tellg());
+std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint64_t size) {
   // The end-of-central-directory record sits in the last 22 + 65535 bytes.
-  const std::uint64_t tail_size = std::min<std::uint64_t>(file_size, 22 + 65535);
-  std::vector<char> tail(tail_size);
-  in.seekg(static_cast<std::streamoff>(file_size - tail_size));
-  in.read(tail.data(), static_cast<std::streamsize>(tail_size));
-  std::int64_t eocd = -1;
-  for (std::int64_t i = static_cast<std::int64_t>(tail_size) - 22; i >= 0; --i) {
-    if (le<std::uint32_t>(&tail[static_cast<std::size_t>(i)]) == 0x06054b50) {
-      eocd = i;
-      break;
-    }
+  if (size < 22) corrupt("the zip directory is missing (truncated file?)");
+  const std::uint64_t lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
+  std::uint64_t eocd = size - 22;
+  while (le<std::uint32_t>(file + eocd) != 0x06054b50) {
+    if (eocd == lowest) corrupt("the zip directory is missing (truncated file?)");
+    --eocd;
   }
-  if (eocd < 0) throw std::runtime_error("the zip directory is missing (truncated file?)");
-  const char* e = &tail[static_cast<std::size_t>(eocd)];
+  const std::uint8_t* e = file + eocd;
   std::uint64_t count = le<std::uint16_t>(e + 10);
   std::uint64_t cd_size = le<std::uint32_t>(e + 12);
   std::uint64_t cd_offset = le<std::uint32_t>(e + 16);
-  if (cd_offset == 0xFFFFFFFF || count == 0xFFFF) {
+  if (cd_offset == 0xFFFFFFFF || count == 0xFFFF || cd_size == 0xFFFFFFFF) {
     // zip64: the locator precedes the EOCD and points at the zip64 EOCD record
-    if (eocd < 20) throw std::runtime_error("the zip64 directory locator is missing");
-    const char* loc = e - 20;
-    if (le<std::uint32_t>(loc) != 0x07064b50) throw std::runtime_error("the zip64 directory locator is corrupt");
+    if (eocd < 20) corrupt("the zip64 directory locator is missing");
+    const std::uint8_t* loc = e - 20;
+    if (le<std::uint32_t>(loc) != 0x07064b50) corrupt("the zip64 directory locator is corrupt");
     const auto z64 = le<std::uint64_t>(loc + 8);
-    char rec[56];
-    in.seekg(static_cast<std::streamoff>(z64));
-    if (!in.read(rec, 56) || le<std::uint32_t>(rec) != 0x06064b50)
-      throw std::runtime_error("the zip64 directory is corrupt");
-    count = le<std::uint64_t>(rec + 32);
-    cd_size = le<std::uint64_t>(rec + 40);
-    cd_offset = le<std::uint64_t>(rec + 48);
+    if (z64 > size || size - z64 < 56 || le<std::uint32_t>(file + z64) != 0x06064b50)
+      corrupt("the zip64 directory is corrupt");
+    count = le<std::uint64_t>(file + z64 + 32);
+    cd_size = le<std::uint64_t>(file + z64 + 40);
+    cd_offset = le<std::uint64_t>(file + z64 + 48);
   }
-  if (cd_offset + cd_size > file_size) throw std::runtime_error("the zip directory points past the end of the file");
-  std::vector<char> cd(cd_size);
-  in.seekg(static_cast<std::streamoff>(cd_offset));
-  if (!in.read(cd.data(), static_cast<std::streamsize>(cd_size))) throw std::runtime_error("the zip directory cannot be read");
+  if (cd_offset > size || cd_size > size - cd_offset) corrupt("the zip directory points past the end of the file");
 
+  const std::uint8_t* cd = file + cd_offset;
   std::map<std::string, Entry> out;
-  std::size_t p = 0;
+  std::uint64_t p = 0;
   for (std::uint64_t k = 0; k < count; ++k) {
-    if (p + 46 > cd.size() || le<std::uint32_t>(&cd[p]) != 0x02014b50) throw std::runtime_error("the zip directory is corrupt");
+    if (cd_size - p < 46 || le<std::uint32_t>(cd + p) != 0x02014b50) corrupt("the zip directory is corrupt");
     Entry entry;
-    entry.crc32 = le<std::uint32_t>(&cd[p + 16]);
-    entry.size = le<std::uint32_t>(&cd[p + 24]);
-    const std::size_t name_len = le<std::uint16_t>(&cd[p + 28]);
-    const std::size_t extra_len = le<std::uint16_t>(&cd[p + 30]);
-    const std::size_t comment_len = le<std::uint16_t>(&cd[p + 32]);
-    if (p + 46 + name_len + extra_len + comment_len > cd.size()) throw std::runtime_error("the zip directory is corrupt");
-    out[std::string(&cd[p + 46], name_len)] = entry;
+    entry.method = le<std::uint16_t>(cd + p + 10);
+    entry.crc32 = le<std::uint32_t>(cd + p + 16);
+    entry.compressed_size = le<std::uint32_t>(cd + p + 20);
+    entry.size = le<std::uint32_t>(cd + p + 24);
+    const std::size_t name_len = le<std::uint16_t>(cd + p + 28);
+    const std::size_t extra_len = le<std::uint16_t>(cd + p + 30);
+    const std::size_t comment_len = le<std::uint16_t>(cd + p + 32);
+    entry.local_offset = le<std::uint32_t>(cd + p + 42);
+    if (cd_size - p - 46 < name_len + extra_len + comment_len) corrupt("the zip directory is corrupt");
+    // zip64 extra field (id 1): 8-byte values for the fields that hold 0xFFFFFFFF, in order
+    const std::uint8_t* x = cd + p + 46 + name_len;
+    for (std::size_t q = 0; q + 4 <= extra_len;) {
+      const auto id = le<std::uint16_t>(x + q), len = le<std::uint16_t>(x + q + 2);
+      if (q + 4 + len > extra_len) corrupt("the zip directory is corrupt");
+      if (id == 1) {
+        std::size_t at = q + 4;
+        auto wide = [&](std::uint64_t& field) {
+          if (field != 0xFFFFFFFF) return;
+          if (at + 8 > q + 4 + len) corrupt("the zip64 extra field is corrupt");
+          field = le<std::uint64_t>(x + at);
+          at += 8;
+        };
+        wide(entry.size);
+        wide(entry.compressed_size);
+        wide(entry.local_offset);
+      }
+      q += 4 + len;
+    }
+    out[std::string(reinterpret_cast<const char*>(cd + p + 46), name_len)] = entry;
     p += 46 + name_len + extra_len + comment_len;
   }
   return out;
+}
+
+std::uint64_t data_offset(const std::uint8_t* file, std::uint64_t size, const Entry& entry) {
+  const std::uint64_t h = entry.local_offset;
+  if (h > size || size - h < 30 || le<std::uint32_t>(file + h) != 0x04034b50) corrupt("a record's local header is corrupt");
+  const std::uint64_t data = h + 30 + le<std::uint16_t>(file + h + 26) + le<std::uint16_t>(file + h + 28);
+  if (data > size || size - data < entry.compressed_size) corrupt("a record reaches past the end of the file (truncated?)");
+  return data;
 }
 
 }  // namespace graft::zip

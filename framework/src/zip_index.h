@@ -1,5 +1,6 @@
-// The central directory of a zip archive: each record's name, CRC-32 and size. PyTorch's
-// reader skips CRC checks, so graft reads them here and verifies every record it loads.
+// The zip container of torch.save files, read from a whole file in memory: the central
+// directory (zip64 included) and where each record's bytes lie. PyTorch's reader skips CRC
+// checks; graft verifies every record it loads (crc32 below).
 #pragma once
 
 #include <cstdint>
@@ -10,12 +11,19 @@ namespace graft::zip {
 
 struct Entry {
   std::uint32_t crc32 = 0;
-  std::uint64_t size = 0;
+  std::uint64_t size = 0;             // uncompressed
+  std::uint64_t compressed_size = 0;
+  std::uint64_t local_offset = 0;     // of the record's local header
+  std::uint16_t method = 0;           // 0: stored (what torch.save writes), 8: deflated
 };
 
-/// Reads the central directory of the zip file at `path` (zip64 included).
-/// Throws std::runtime_error when there is none (truncated or not a zip).
-std::map<std::string, Entry> read_index(const std::string& path);
+/// The central directory of the zip archive held in file[0, size): each record by name.
+/// Throws std::runtime_error when there is none or it is corrupt (truncated, not a zip).
+std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint64_t size);
+
+/// Offset in the file of the record's first data byte (after its local header). Throws
+/// std::runtime_error when the local header or the data lie outside the file.
+std::uint64_t data_offset(const std::uint8_t* file, std::uint64_t size, const Entry& entry);
 
 std::uint32_t crc32(const void* data, std::size_t size);
 

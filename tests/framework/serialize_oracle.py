@@ -84,6 +84,13 @@ def make(d):
     import torchvision
     torch.save(torchvision.models.resnet18(), os.path.join(d, "whole_model.pth"))
     torch.save(nn.Linear(2, 2), os.path.join(d, "whole_linear.legacy.pth"), _use_new_zipfile_serialization=False)
+    # the same archive with its records deflated (a user's zip tool): torch.load reads it
+    import zipfile
+    with zipfile.ZipFile(os.path.join(d, "state.zip.pth")) as src, \
+            zipfile.ZipFile(os.path.join(d, "state.deflated.pth"), "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    same(torch.load(os.path.join(d, "state.deflated.pth")), files["state"])
     with open(os.path.join(d, "not_torch.pth"), "w") as f:
         f.write("hello, I am text\n")
 

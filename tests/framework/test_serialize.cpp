@@ -101,6 +101,31 @@ BOOST_AUTO_TEST_CASE(both_formats_read_the_same_values) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(deflated_records_read_the_same_as_stored_ones) {
+  check_equal(graft::read_torch_file(py()("state.deflated.pth")), graft::read_torch_file(py()("state.zip.pth")));
+}
+
+// The tensors of a zip file share one read buffer: each is still its own storage (writes to
+// one leave the others alone, a re-save writes only its own bytes) and outlives the others.
+BOOST_AUTO_TEST_CASE(loaded_tensors_are_independent_storages) {
+  const auto dir = graft::test::temp_dir("independent");
+  graft::StateDict kept;
+  {
+    auto sd = graft::load_state_dict(py()("state.zip.pth"));
+    const auto before = sd["conv.bias"].clone();
+    sd["conv.weight"].fill_(7.0f);
+    BOOST_TEST(torch::equal(sd["conv.bias"], before));
+    BOOST_TEST(sd["conv.weight"].storage().nbytes() == sd["conv.weight"].numel() * sizeof(float));
+    kept.insert("conv.bias", sd["conv.bias"]);
+  }  // every other tensor of the file is gone; the kept one still reads its values
+  const auto again = graft::load_state_dict(py()("state.zip.pth"));
+  BOOST_TEST(torch::equal(kept["conv.bias"], again["conv.bias"]));
+  graft::save_state_dict(kept, (dir / "bias.pth").string());
+  BOOST_TEST(fs::file_size(dir / "bias.pth") < 2048u);  // its 4 floats, not the whole file
+  BOOST_TEST(torch::equal(graft::load_state_dict((dir / "bias.pth").string())["conv.bias"], again["conv.bias"]));
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(ordered_dict_state_dict_keeps_order_and_values) {
   for (const char* file : {"state.zip.pth", "state.legacy.pth"}) {
     const auto sd = graft::load_state_dict(py()(file));

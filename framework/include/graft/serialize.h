@@ -17,7 +17,10 @@ namespace graft {
 /// Reads a torch.save file as a value tree of None, bool, int, double, string, Tensor,
 /// list, tuple and dict (ordered, as Python's). Data only: a pickle naming any global
 /// outside tensor rebuilding, storages and OrderedDict is refused, naming that global;
-/// nothing in the file is ever executed. Tensors are on the CPU.
+/// nothing in the file is ever executed. Tensors are on the CPU. Every zip record's CRC-32
+/// is verified. The file is read with one read() into one buffer and the tensors of a zip
+/// file are built on it without a copy: that buffer is freed when the last of them is, so
+/// copy (clone) what must outlive the rest.
 c10::IValue read_torch_file(const std::string& path);
 
 /// Writes a value tree in torch.save's zip format. Dict keys are strings or ints.
