@@ -2,12 +2,14 @@
 // stage, validation, schedulers, the run dir and the final report.
 #include "graft/trainer.h"
 
+#include <dlfcn.h>
 #include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -231,7 +233,7 @@ struct Session {
     trainer = trainer.validated(trainer_schema(), "trainer");
     devices = resolve_devices(trainer["device"]);
     const int threads = resolve_threads(trainer["threads"]);
-    torch::set_num_threads(threads);
+    configure_cpu(threads);
     if (!trainer["amp"].is_null()) {
       const std::string a = trainer.get<std::string>("amp");
       if (a != "bf16" && a != "fp16" && a != "none") trainer["amp"].fail("expected bf16, fp16 or none, got '" + a + "'");
@@ -339,19 +341,25 @@ template <class F> void each(std::vector<std::shared_ptr<Hook>>& hooks, F&& f) {
 
 // ---- fit -------------------------------------------------------------------------------
 
-namespace {
-// A training step frees and reallocates the same large activation and workspace buffers
-// every time. glibc's defaults hand each one back to the kernel (mmap/munmap, heap trims)
-// and fault its pages in again: on 2 cores that was 60% of the run in system time and
-// halved the throughput (fashion_mnist_cnn: 830 -> 2,060 img/s). Keep them in the heap.
-void keep_freed_memory() {
+void configure_cpu(int threads) {
+  torch::set_num_threads(threads);
+  // OpenBLAS found in the process (Debian's libblas.so.3 alternative): one thread
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) {
+    using SetThreads = void (*)(int);
+    if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
+  }
 #ifdef __GLIBC__
+  // A training step frees and reallocates the same large activation and workspace buffers
+  // every time. glibc's defaults hand each one back to the kernel (mmap/munmap, heap trims)
+  // and fault its pages in again: on 2 cores that was 60% of the run in system time and
+  // halved the throughput (fashion_mnist_cnn: 830 -> 2,060 img/s). Keep them in the heap.
   mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 #endif
 }
 
+namespace {
 /// The checkpoint strategies of `checkpoint:` (default: save_last and on_signal; `[]`: none).
 std::vector<std::shared_ptr<CheckpointStrategy>> make_strategies(const Recipe& recipe, const Registry& registry,
                                                                  std::vector<std::string>& names) {
@@ -411,7 +419,6 @@ ckpt::Dict as_dict(const std::map<std::string, double>& m) {
 
 FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options) {
   const auto started = Clock::now();
-  keep_freed_memory();
   const Plan used = check_recipe(recipe, registry);
   Session s(recipe, registry);
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
@@ -986,7 +993,6 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
 // ---- evaluate --------------------------------------------------------------------------
 
 PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint, const std::string& split) {
-  keep_freed_memory();
   check_recipe(recipe, registry);
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to evaluate needs a data: section");
   // The checkpoint holds every weight: the recipe's pretrained source is not needed.

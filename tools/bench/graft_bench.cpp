@@ -21,9 +21,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <chrono>
 #include <cstring>
@@ -48,6 +45,7 @@
 #include "graft/recipe.h"
 #include "graft/registry.h"
 #include "graft/serialize.h"
+#include "graft/trainer.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -98,16 +96,6 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// The trainer's allocator settings (keep_freed_memory() in framework/src/trainer.cpp): the
-// step's large buffers stay in the heap instead of going back to the kernel every step.
-void keep_freed_memory() {
-#ifdef __GLIBC__
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
-  mallopt(M_TOP_PAD, 256 * 1024 * 1024);
-#endif
-}
-
 /// A recipe with the registry that resolves it, as `graft train` builds them.
 struct Loaded {
   graft::Recipe recipe;
@@ -118,16 +106,17 @@ struct Loaded {
     registry.scan(graft::Registry::default_search_path());
     registry.scan(recipe.plugin_paths);
     graft::check_recipe(recipe, registry);
+    // the trainer's CPU settings (threads, OpenBLAS, allocator), as `graft train` applies them
     const graft::Config threads = recipe.root["trainer"]["threads"];
-    if (!threads.is_null() && threads.scalar() != "auto") torch::set_num_threads(threads.as<int>());
-    else torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    graft::configure_cpu(!threads.is_null() && threads.scalar() != "auto"
+                             ? threads.as<int>()
+                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   }
 };
 
 graft::Config yaml(const std::string& text) { return graft::parse_yaml_text(text, "graft-bench"); }
 
 json cmd_train(const Args& a) {
-  keep_freed_memory();
   Loaded l(a);
   const std::string feed = a.get("feed", "loader");
   if (feed != "loader" && feed != "preloaded") throw graft::Error::usage("--feed: loader or preloaded");
@@ -216,7 +205,6 @@ json cmd_train(const Args& a) {
 }
 
 json cmd_loader(const Args& a) {
-  keep_freed_memory();
   Loaded l(a);
   const auto batches = a.num("batches", 100);
   graft::DataPlan data = graft::build_data(l.recipe, l.registry);
