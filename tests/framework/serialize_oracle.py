@@ -135,6 +135,12 @@ def check(d):
     m = Small()
     m.load_state_dict(torch.load(os.path.join(d, "state_dict.pth"), weights_only=True), strict=True)
     same(small_state(), m.state_dict())
+    # a large file (written with O_DIRECT through graft's staging buffer; its tail padded
+    # and cut back): every byte where it belongs
+    big = torch.load(os.path.join(d, "big.pth"), weights_only=True)
+    assert list(big) == ["head", "big", "tail"], list(big)
+    assert torch.equal(big["big"], torch.arange(10_500_001, dtype=torch.float32))
+    assert torch.equal(big["head"], torch.tensor([1, 2, 3])) and torch.equal(big["tail"], torch.tensor([4.5]))
     print("ok")
 
 
