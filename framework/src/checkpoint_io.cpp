@@ -17,6 +17,7 @@
 
 #include "graft/checkpoint.h"
 #include "graft/error.h"
+#include "graft/optim.h"
 #include "graft/recipe.h"
 #include "graft/serialize.h"
 
@@ -39,23 +40,8 @@ const char* save_point_name(SavePoint at) {
 namespace graft::ckpt {
 
 Dict new_dict() { return Dict(c10::StringType::get(), c10::AnyType::get()); }
-
 namespace {
 
-// LibTorch keys optimizer state by the parameter's TensorImpl: as a string in 1.13, as
-// the pointer itself in 2.x.
-template <class Map> typename Map::key_type state_key(const torch::Tensor& p) {
-  using Key = typename Map::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream s;  // what c10::guts::to_string(ptr) gives
-    s << p.unsafeGetTensorImpl();
-    return s.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
-
-using StateMap = std::remove_reference_t<decltype(std::declval<torch::optim::Optimizer&>().state())>;
 
 torch::Tensor cpu(const torch::Tensor& t) { return t.detach().to(torch::kCPU); }
 c10::IValue step_tensor(std::int64_t step) { return torch::tensor(static_cast<double>(step), torch::kFloat); }
@@ -203,7 +189,7 @@ Dict optimizer_state(const torch::optim::Optimizer& optimizer, const std::vector
     for (std::size_t i = 0; i < group.params().size(); ++i, ++index) {
       params.push_back(index);
       param_names.push_back(names.at(g).at(i));
-      const auto it = live.find(state_key<StateMap>(group.params()[i]));
+      const auto it = live.find(optimizer_state_key(group.params()[i]));
       if (it != live.end() && it->second) state.insert(index, param_state(*it->second));
     }
     d.insert("params", params);
@@ -241,7 +227,7 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::vector<
         }
         const c10::IValue index = params.get(i);
         if (!state.contains(index)) continue;  // no state yet (e.g. no step taken with it)
-        target[state_key<StateMap>(it->second)] =
+        target[optimizer_state_key(it->second)] =
             make_param_state(optimizer, state.at(index).toGenericDict(), it->second);
       }
     }

@@ -4,6 +4,8 @@
 
 #include <graft/optim.h>
 
+#include "fused_sgd.h"
+
 namespace optim = torch::optim;
 
 namespace {
@@ -13,6 +15,83 @@ double non_negative(const graft::Config& c, const std::string& key) {
   if (v < 0) c[key].fail("must be >= 0, got " + std::to_string(v));
   return v;
 }
+
+// torch.optim.SGD's update in one pass over each parameter, for dense float32 CPU
+// parameters (the rest take LibTorch's own SGD math): per element,
+//   d = g + wd*p;  buf = m*buf + (1 - dampening)*d  (buf = d on the first step);
+//   d = nesterov ? d + m*buf : buf;  p -= lr*d
+// LibTorch's SGD makes four to six passes over memory with a temporary per parameter;
+// this reads p, g and buf once and writes p and buf once. The state is LibTorch's own
+// SGDParamState (checkpoints, resume and Python's layout see no difference).
+class FusedSGD : public optim::SGD {
+ public:
+  using optim::SGD::SGD;
+
+  torch::Tensor step(LossClosure closure = nullptr) override {
+    if (closure != nullptr) return optim::SGD::step(closure);
+    torch::NoGradGuard no_grad;
+    for (auto& group : param_groups()) {
+      const auto& o = static_cast<const optim::SGDOptions&>(group.options());
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) continue;
+        const torch::Tensor& g = p.grad();
+        optim::SGDParamState* st = nullptr;  // with momentum only, as LibTorch's SGD
+        if (o.momentum() != 0) {
+          auto& slot = state()[graft::optimizer_state_key<optim::SGD>(p)];
+          if (!slot) slot = std::make_unique<optim::SGDParamState>();
+          st = static_cast<optim::SGDParamState*>(slot.get());
+        }
+        if (fusable(p, g, st)) update(p, g, st, o);
+        else reference(p, g, st, o);
+      }
+    }
+    return {};
+  }
+
+ private:
+  static bool fusable(const torch::Tensor& p, const torch::Tensor& g, optim::SGDParamState* st) {
+    auto ok = [&](const torch::Tensor& t) {
+      return t.device().is_cpu() && t.layout() == torch::kStrided && t.scalar_type() == torch::kFloat && t.is_contiguous();
+    };
+    if (!ok(p) || !ok(g) || g.numel() != p.numel()) return false;
+    return st == nullptr || !st->momentum_buffer().defined() || ok(st->momentum_buffer());
+  }
+
+  static void update(torch::Tensor& p, const torch::Tensor& g, optim::SGDParamState* st, const optim::SGDOptions& o) {
+    graft::kernels::SgdStep s;
+    s.lr = static_cast<float>(o.lr());
+    s.weight_decay = static_cast<float>(o.weight_decay());
+    s.momentum = static_cast<float>(o.momentum());
+    s.dampening = static_cast<float>(o.dampening());
+    s.nesterov = o.nesterov();
+    float* buf = nullptr;
+    if (st != nullptr) {
+      if (!st->momentum_buffer().defined()) {
+        st->momentum_buffer(torch::empty_like(p, torch::MemoryFormat::Contiguous));
+        s.first = true;
+      }
+      buf = st->momentum_buffer().data_ptr<float>();
+    }
+    graft::kernels::sgd_update(p.data_ptr<float>(), g.data_ptr<float>(), buf, p.numel(), s);
+  }
+
+  // LibTorch's SGD for one parameter (what optim::SGD::step does)
+  static void reference(torch::Tensor& p, const torch::Tensor& g, optim::SGDParamState* st, const optim::SGDOptions& o) {
+    torch::Tensor d = g;
+    if (o.weight_decay() != 0) d = d.add(p, o.weight_decay());
+    if (st != nullptr) {
+      torch::Tensor buf = st->momentum_buffer();
+      if (!buf.defined()) {
+        st->momentum_buffer(torch::clone(d).detach());
+        buf = st->momentum_buffer();
+      } else {
+        buf.mul_(o.momentum()).add_(d, 1 - o.dampening());
+      }
+      d = o.nesterov() ? d.add(buf, o.momentum()) : buf;
+    }
+    p.add_(d, -o.lr());
+  }
+};
 
 template <class Options, class Optimizer>
 graft::OptimizerFactory factory(Options base, bool has_momentum) {
@@ -38,7 +117,7 @@ graft::OptimizerFactory make_sgd(const graft::Config& c) {
   o.nesterov(c.get<bool>("nesterov"));
   if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0))
     c["nesterov"].fail("Nesterov momentum requires a momentum and zero dampening");
-  return factory<optim::SGDOptions, optim::SGD>(o, true);
+  return factory<optim::SGDOptions, FusedSGD>(o, true);
 }
 
 std::tuple<double, double> betas(const graft::Config& c) {

@@ -9,17 +9,11 @@
 //       the eval transforms once; a batch is a gather of a shuffled order, as in Python)
 //   graft-bench loader RECIPE [--set K=V]... --batches M
 //       the recipe's training loader alone: batches made, nothing trained
-//   graft-bench ckpt --backbone resnet50 --dir D --repeats K [--breakdown 1]
-//       save_state_dict / load_state_dict of the backbone's state dict; --breakdown: where
-//       a load's time goes (records read, CRC, copy) and a zero-copy read for comparison
-//   graft-bench ckpt-load FILE [--mode graft|zero]
-//       one load in a fresh process: load_state_dict, or a zero-copy read (a prototype)
+//   graft-bench ckpt --backbone resnet50 --dir D --repeats K
+//       save_state_dict / load_state_dict of the backbone's state dict
 //   graft-bench plugins
 //       Registry::scan of the built-in plugin directory (and GRAFT_PLUGIN_PATH)
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -32,10 +26,8 @@
 #include <thread>
 #include <vector>
 
-#include <caffe2/serialize/inline_container.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
-#include <zlib.h>
 
 #include "graft/error.h"
 #include "graft/loader.h"
@@ -227,77 +219,6 @@ json cmd_loader(const Args& a) {
           {"workers", data.train_options.workers}};
 }
 
-std::uint32_t le32(const unsigned char* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<std::uint32_t>(p[3]) << 24; }
-std::uint16_t le16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
-
-/// A zero-copy read, to size what graft's reader could do: the whole file with one read()
-/// into one buffer backed by huge pages, every record CRC-checked in place and wrapped as a
-/// tensor that shares the buffer (no per-record allocation, page faults or copy). Records of
-/// torch.save zips are stored uncompressed and 64-byte aligned. Returns the records seen.
-std::size_t zero_copy_read(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw graft::Error::runtime(path + ": cannot be opened");
-  struct stat st {};
-  ::fstat(fd, &st);
-  const auto size = static_cast<std::size_t>(st.st_size);
-  constexpr std::size_t huge = 2u << 20;
-  void* raw = std::aligned_alloc(huge, (size + huge - 1) / huge * huge);
-  ::madvise(raw, (size + huge - 1) / huge * huge, MADV_HUGEPAGE);
-  std::shared_ptr<unsigned char> buf(static_cast<unsigned char*>(raw), [](unsigned char* p) { std::free(p); });
-  for (std::size_t done = 0; done < size;) {
-    const ssize_t k = ::read(fd, buf.get() + done, size - done);
-    if (k <= 0) throw graft::Error::runtime(path + ": short read");
-    done += static_cast<std::size_t>(k);
-  }
-  ::close(fd);
-  const unsigned char* b = buf.get();
-  std::size_t eocd = size - 22;
-  while (eocd > 0 && le32(b + eocd) != 0x06054b50) --eocd;
-  const std::size_t count = le16(b + eocd + 10), cd = le32(b + eocd + 16);
-  std::vector<torch::Tensor> tensors;
-  for (std::size_t k = 0, p = cd; k < count; ++k) {
-    if (le32(b + p) != 0x02014b50) throw graft::Error::runtime(path + ": bad zip directory");
-    const std::uint32_t crc = le32(b + p + 16), n = le32(b + p + 24), local = le32(b + p + 42);
-    const std::size_t data = local + 30 + le16(b + local + 26) + le16(b + local + 28);
-    if (crc32_z(0, b + data, n) != crc) throw graft::Error::runtime(path + ": CRC mismatch");
-    tensors.push_back(torch::from_blob(buf.get() + data, {static_cast<std::int64_t>(n)}, [buf](void*) {}, torch::kUInt8));
-    p += 46 + le16(b + p + 28) + le16(b + p + 30) + le16(b + p + 32);
-  }
-  return tensors.size();
-}
-
-/// Where a load's time goes: the records read by PyTorch's zip reader (the I/O torch.load
-/// does), a CRC-32 of each (graft checks them), a copy of each into a fresh tensor.
-json load_breakdown(const std::string& path, std::int64_t repeats) {
-  json read = json::array(), crc = json::array(), copy = json::array(), zero = json::array();
-  for (std::int64_t k = 0; k < repeats; ++k) {
-    auto t = Clock::now();
-    caffe2::serialize::PyTorchStreamReader reader(path);
-    std::vector<std::pair<at::DataPtr, std::size_t>> records;
-    for (const auto& name : reader.getAllRecords()) {
-      auto [data, n] = reader.getRecord(name);
-      records.emplace_back(std::move(data), n);
-    }
-    read.push_back(since(t));
-    t = Clock::now();
-    uLong sum = 0;
-    for (const auto& [p, n] : records) sum ^= crc32_z(0, static_cast<const Bytef*>(p.get()), n);
-    crc.push_back(since(t));
-    t = Clock::now();
-    std::vector<torch::Tensor> tensors;
-    for (const auto& [p, n] : records) {
-      tensors.push_back(torch::empty({static_cast<std::int64_t>(n)}, torch::kUInt8));
-      std::memcpy(tensors.back().data_ptr(), p.get(), n);
-    }
-    copy.push_back(since(t));
-    if (sum == 1) std::cerr << "";  // keep the sums
-    t = Clock::now();
-    if (zero_copy_read(path) != records.size()) throw graft::Error::runtime("the zero-copy read missed records");
-    zero.push_back(since(t));
-  }
-  return {{"records_s", read}, {"crc_s", crc}, {"copy_s", copy}, {"zero_copy_s", zero}};
-}
-
 json cmd_ckpt(const Args& a) {
   graft::Registry registry;
   registry.scan(graft::Registry::default_search_path());
@@ -322,19 +243,7 @@ json cmd_ckpt(const Args& a) {
     if (back.size() != state.size()) throw graft::Error::runtime("the state dict read back differs");
   }
   json out = {{"bytes", fs::file_size(path)}, {"save_s", save}, {"load_s", load}, {"tensors", state.size()}};
-  if (a.get("breakdown", "0") == "1") out["breakdown"] = load_breakdown(path, repeats);
   return out;
-}
-
-/// One load in a fresh process (what a resume does): graft's load_state_dict, or the
-/// zero-copy read above (--mode zero).
-json cmd_ckpt_load(const Args& a) {
-  if (a.positional.size() != 1) throw graft::Error::usage("ckpt-load: expected one FILE");
-  const std::string mode = a.get("mode", "graft");
-  const auto t = Clock::now();
-  const std::size_t n = mode == "zero" ? zero_copy_read(a.positional[0]) : graft::load_state_dict(a.positional[0]).size();
-  const double seconds = since(t);
-  return {{"seconds", seconds}, {"mode", mode}, {"entries", n}, {"bytes", fs::file_size(a.positional[0])}};
 }
 
 json cmd_plugins(const Args&) {
@@ -357,7 +266,6 @@ int main(int argc, char** argv) {
     if (a.command == "train") out = cmd_train(a);
     else if (a.command == "loader") out = cmd_loader(a);
     else if (a.command == "ckpt") out = cmd_ckpt(a);
-    else if (a.command == "ckpt-load") out = cmd_ckpt_load(a);
     else if (a.command == "plugins") out = cmd_plugins(a);
     else throw graft::Error::usage("unknown command '" + a.command + "': train, loader, ckpt or plugins");
     std::cout << out.dump() << std::endl;

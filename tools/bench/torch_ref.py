@@ -8,7 +8,6 @@ memory are its own.
   train   --model cnn|resnet18 --batch N --warmup W --steps M --feed preloaded|loader
   loader  --batch N --batches M                    the data pipeline alone (no training)
   ckpt    --arch resnet50 --dir D --repeats K      torch.save / torch.load of a state dict
-  ckpt-load FILE                                   one torch.load in a fresh process
   run     --model M --steps K [--resume CKPT] --save CKPT
           a whole short run, as `graft train` does it: open the data, build model and
           optimizer, (load a checkpoint), train K steps, save a checkpoint, exit
@@ -201,13 +200,6 @@ def cmd_ckpt(a):
                       "tensors": len(state)}))
 
 
-def cmd_ckpt_load(a):
-    t = time.perf_counter()
-    state = torch.load(a.file)
-    seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": seconds, "entries": len(state), "bytes": os.path.getsize(a.file)}))
-
-
 def cmd_run(a):
     images, labels = fashion_mnist(a.root)
     torch.manual_seed(0)
@@ -251,8 +243,6 @@ def main():
     c.add_argument("--arch", default="resnet50")
     c.add_argument("--dir", required=True)
     c.add_argument("--repeats", type=int, default=3)
-    cl = sub.add_parser("ckpt-load")
-    cl.add_argument("file")
     r = sub.add_parser("run")
     r.add_argument("--model", default="cnn")
     r.add_argument("--batch", type=int, default=128)
@@ -261,7 +251,7 @@ def main():
     r.add_argument("--save", required=True)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    {"train": cmd_train, "loader": cmd_loader, "ckpt": cmd_ckpt, "ckpt-load": cmd_ckpt_load, "run": cmd_run}[a.cmd](a)
+    {"train": cmd_train, "loader": cmd_loader, "ckpt": cmd_ckpt, "run": cmd_run}[a.cmd](a)
 
 
 if __name__ == "__main__":

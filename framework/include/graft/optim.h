@@ -6,7 +6,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <torch/optim/optimizer.h>
@@ -29,6 +32,20 @@ struct ParamGroup {
 using OptimizerFactory = std::function<std::unique_ptr<torch::optim::Optimizer>(const std::vector<ParamGroup>&)>;
 
 template <> struct ProductOf<Kind::optimizer> { using type = OptimizerFactory; };
+
+/// The key under which LibTorch's optimizers file a parameter's state (`state()`): its
+/// TensorImpl's address, as a string in LibTorch 1.x and as the pointer in 2.x.
+template <class Optimizer = torch::optim::Optimizer>
+auto optimizer_state_key(const torch::Tensor& p) {
+  using Key = typename std::remove_reference_t<decltype(std::declval<Optimizer&>().state())>::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;  // what c10::guts::to_string(ptr) gives
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
 
 /// The lr / weight_decay / momentum a LibTorch param group holds (for reports and tests).
 struct GroupSettings {
