@@ -798,7 +798,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       const auto epoch_started = Clock::now();
       auto window_started = Clock::now();
       std::int64_t window_samples = 0, epoch_samples = 0;
-      optimizer->zero_grad();
+      clear_grads(*optimizer);
       std::int64_t in_accumulation = 0;
       bool complete = true;
       std::int64_t next_batch = first_batch;
@@ -867,7 +867,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
             optimizer->step();
             if (s.replicas) s.replicas->sync_parameters();
           }
-          optimizer->zero_grad();
+          clear_grads(*optimizer);
           ++ctx.step;
           each(all_hooks, [&](Hook& h) { h.on_after_optimizer_step(ctx); });
           if (sched_per_step) advance_schedule(ctx.metrics);

@@ -186,7 +186,7 @@ json cmd_train(const Args& a) {
     }
     l_.backward();
     optimizer->step();
-    optimizer->zero_grad();
+    graft::clear_grads(*optimizer);
     samples += y.size(0);
   }
   const double seconds = since(started);

@@ -47,6 +47,15 @@ auto optimizer_state_key(const torch::Tensor& p) {
   }
 }
 
+/// Drops the gradients of the optimizer's parameters, as PyTorch 2's
+/// `zero_grad(set_to_none=True)`: the next backward writes them afresh instead of adding to
+/// zeros (no memset, no read of the old values). The trainer's zero_grad.
+inline void clear_grads(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params())
+      if (p.grad().defined()) p.mutable_grad().reset();
+}
+
 /// The lr / weight_decay / momentum a LibTorch param group holds (for reports and tests).
 struct GroupSettings {
   double lr = 0;
