@@ -352,8 +352,10 @@ void configure_cpu(int threads) {
   // A training step frees and reallocates the same large activation and workspace buffers
   // every time. glibc's defaults hand each one back to the kernel (mmap/munmap, heap trims)
   // and fault its pages in again: on 2 cores that was 60% of the run in system time and
-  // halved the throughput (fashion_mnist_cnn: 830 -> 2,060 img/s). Keep them in the heap.
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  // halved the throughput (fashion_mnist_cnn: 830 -> 2,060 img/s). Keep them in the heap,
+  // all of them: mallopt's mmap threshold stops at 32 MiB, and buffers above it (batch 500
+  // of the small CNN in evaluation) doubled an eval's time; no mmap at all (M_MMAP_MAX 0).
+  mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 #endif

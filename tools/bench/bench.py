@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 TORCH_REF = os.path.join(HERE, "torch_ref.py")
 
 # What graft's trainer sets with mallopt (keep_freed_memory() in framework/src/trainer.cpp).
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
               "MALLOC_TOP_PAD_": str(256 << 20)}
 PYTHON_ENVS = {"tuned": dict(MALLOC_ENV, OPENBLAS_NUM_THREADS="1"), "malloc": MALLOC_ENV, "default": {}}
 AUGMENT = [
