@@ -9,7 +9,7 @@
 #
 # Set-up and build first (tools/setup.sh, then the graft, graft-bench and plugin targets in
 # $GRAFT_BUILD_DIR, default build/); --no-build skips both. Other options go to
-# tools/bench/bench.py (--help lists them). About 15 minutes on 2 cores; --smoke: < 1 min.
+# tools/bench/bench.py (--help lists them). About 18 minutes on 2 cores; --smoke: < 1 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${GRAFT_BUILD_DIR:-build}
