@@ -4,8 +4,6 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <sstream>
-#include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
@@ -40,8 +38,8 @@ const char* save_point_name(SavePoint at) {
 namespace graft::ckpt {
 
 Dict new_dict() { return Dict(c10::StringType::get(), c10::AnyType::get()); }
-namespace {
 
+namespace {
 
 torch::Tensor cpu(const torch::Tensor& t) { return t.detach().to(torch::kCPU); }
 c10::IValue step_tensor(std::int64_t step) { return torch::tensor(static_cast<double>(step), torch::kFloat); }

@@ -15,7 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "graft/error.h"
@@ -133,12 +132,17 @@ c10::IValue to_ivalue(const P& v, const Storages& storages) {
   return {};
 }
 
-torch::Tensor storage_from_bytes(const void* data, std::size_t nbytes, const pickle::PValue& s) {
-  const auto elem = static_cast<std::int64_t>(c10::elementSize(s.dtype));
-  const std::int64_t needed = s.numel * elem;
+// The bytes a storage needs; throws when the record holds fewer.
+std::int64_t storage_bytes(std::uint64_t nbytes, const pickle::PValue& s) {
+  const std::int64_t needed = s.numel * static_cast<std::int64_t>(c10::elementSize(s.dtype));
   if (s.numel < 0 || static_cast<std::int64_t>(nbytes) < needed)
     throw std::runtime_error("storage '" + s.storage_key + "' holds " + std::to_string(nbytes) + " bytes, " +
                              std::to_string(needed) + " expected (truncated or corrupt file)");
+  return needed;
+}
+
+torch::Tensor storage_from_bytes(const void* data, std::size_t nbytes, const pickle::PValue& s) {
+  const std::int64_t needed = storage_bytes(nbytes, s);
   auto t = torch::empty({s.numel}, torch::TensorOptions().dtype(s.dtype));
   if (needed > 0) std::memcpy(t.data_ptr(), data, static_cast<std::size_t>(needed));
   return t;
@@ -192,15 +196,10 @@ std::shared_ptr<FileImage> read_image(const std::string& path) {
 
 // A 1-D tensor of the storage's dtype on bytes of the file image (no copy), or a copy when
 // the bytes are not 64-byte aligned (torch.save aligns its records; other zip writers may not).
-torch::Tensor storage_on_image(const std::shared_ptr<FileImage>& image, std::uint64_t offset, std::uint64_t nbytes,
+torch::Tensor storage_on_image(const std::shared_ptr<FileImage>& image, const std::uint8_t* bytes, std::uint64_t nbytes,
                                const pickle::PValue& s) {
-  const std::uint8_t* bytes = image->data + offset;
   if (reinterpret_cast<std::uintptr_t>(bytes) % 64 != 0) return storage_from_bytes(bytes, nbytes, s);
-  const auto elem = static_cast<std::int64_t>(c10::elementSize(s.dtype));
-  const std::int64_t needed = s.numel * elem;
-  if (s.numel < 0 || static_cast<std::int64_t>(nbytes) < needed)
-    throw std::runtime_error("storage '" + s.storage_key + "' holds " + std::to_string(nbytes) + " bytes, " +
-                             std::to_string(needed) + " expected (truncated or corrupt file)");
+  const std::int64_t needed = storage_bytes(nbytes, s);
   // The storage holds a reference to the image; its deleter drops it.
   auto* owner = new std::shared_ptr<FileImage>(image);
   c10::DataPtr ptr(const_cast<std::uint8_t*>(bytes), owner,
@@ -210,8 +209,7 @@ torch::Tensor storage_on_image(const std::shared_ptr<FileImage>& image, std::uin
   return torch::empty({0}, torch::TensorOptions().dtype(s.dtype)).set_(storage, 0, {s.numel}, {1});
 }
 
-c10::IValue read_zip(const std::string& path) {
-  const std::shared_ptr<FileImage> image = read_image(path);
+c10::IValue read_zip(const std::string& path, const std::shared_ptr<FileImage>& image) {
   const std::uint8_t* file = image->data;
   const auto index = zip::read_directory(file, image->size);
   // The archive's top folder (PyTorch's reader takes the first entry's): the one holding data.pkl.
@@ -224,23 +222,21 @@ c10::IValue read_zip(const std::string& path) {
     }
   }
   if (prefix.empty()) throw std::runtime_error("has no data.pkl (a TorchScript archive? graft reads torch.save files)");
-  // A record's bytes, CRC-checked in place; `copy` holds a deflated record's inflated bytes.
+  // A record's bytes, CRC-checked: in the image, or (a deflated record) inflated into `copy`.
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> inflater;  // only for deflated records
   struct Bytes {
     const std::uint8_t* data;
     std::uint64_t size;
-    std::uint64_t offset;  // in the image, or UINT64_MAX when inflated into `copy`
     at::DataPtr copy;
   };
   auto record = [&](const std::string& name) {
     const auto it = index.find(prefix + name);
     if (it == index.end()) throw std::runtime_error("record " + name + " is missing");
     const zip::Entry& e = it->second;
-    Bytes b{nullptr, e.size, UINT64_MAX, {}};
+    Bytes b{nullptr, e.size, {}};
     if (e.method == 0) {
       if (e.compressed_size != e.size) throw std::runtime_error("record " + name + " has two sizes (corrupt file)");
-      b.offset = zip::data_offset(file, image->size, e);
-      b.data = file + b.offset;
+      b.data = file + zip::data_offset(file, image->size, e);
     } else {
       if (!inflater) {
         try {
@@ -273,48 +269,48 @@ c10::IValue read_zip(const std::string& path) {
     const auto& s = *t->storage;
     if (storages.count(s.storage_key)) continue;
     const Bytes b = record("data/" + s.storage_key);
-    storages[s.storage_key] = b.offset != UINT64_MAX ? storage_on_image(image, b.offset, b.size, s)
-                                                     : storage_from_bytes(b.data, b.size, s);
+    storages[s.storage_key] = b.copy ? storage_from_bytes(b.data, b.size, s) : storage_on_image(image, b.data, b.size, s);
   }
   return to_ivalue(root, storages);
 }
 
-c10::IValue read_legacy(const std::string& path, const std::string& bytes) {
-  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+c10::IValue read_legacy(const FileImage& image) {
+  const std::uint8_t* data = image.data;
+  const std::uint64_t size = image.size;
   std::size_t pos = 0;
   auto no_persistent = [](const P&) -> P { throw std::runtime_error("unexpected persistent id in a header"); };
-  const P magic = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  const P magic = pickle::unpickle(data, size, pos, no_persistent);
   // torch's legacy magic number 0x1950a86a20f9469cfc6c, as pickle's little-endian LONG1
   static const std::string expected("\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 10);
   if (magic->type != T::bigint || magic->s != expected)
     throw std::runtime_error("is a pickle but not a torch.save file (no PyTorch magic number)");
-  const P protocol = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  const P protocol = pickle::unpickle(data, size, pos, no_persistent);
   if (protocol->type != T::integer || protocol->i != 1001)
     throw std::runtime_error("unsupported legacy protocol version");
-  const P sys_info = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  const P sys_info = pickle::unpickle(data, size, pos, no_persistent);
   for (const auto& e : sys_info->entries)
     if (e.first->s == "little_endian" && e.second->type == T::boolean && !e.second->b)
       throw std::runtime_error("was written on a big-endian machine, which graft does not read");
 
   std::map<std::string, P> roots;  // storage key -> its (root) storage description
-  const P root = pickle::unpickle(data, bytes.size(), pos, [&](const P& pid) {
+  const P root = pickle::unpickle(data, size, pos, [&](const P& pid) {
     P s = make_storage(pid, true);
     roots.emplace(s->storage_key, s);
     return s;
   });
-  const P keys = pickle::unpickle(data, bytes.size(), pos, no_persistent);
+  const P keys = pickle::unpickle(data, size, pos, no_persistent);
   if (keys->type != T::list) throw std::runtime_error("malformed storage key list");
   Storages storages;
   for (const auto& k : keys->items) {
     if (k->type != T::string) throw std::runtime_error("malformed storage key");
     const auto it = roots.find(k->s);
     if (it == roots.end()) throw std::runtime_error("storage '" + k->s + "' is listed but never used");
-    if (pos + 8 > bytes.size()) throw std::runtime_error("truncated file: storage '" + k->s + "' is missing");
+    if (pos + 8 > size) throw std::runtime_error("truncated file: storage '" + k->s + "' is missing");
     std::int64_t numel;
     std::memcpy(&numel, data + pos, 8);
     pos += 8;
     const auto elem = static_cast<std::int64_t>(c10::elementSize(it->second->dtype));
-    if (numel < 0 || numel != it->second->numel || static_cast<std::int64_t>(bytes.size() - pos) < numel * elem)
+    if (numel < 0 || numel != it->second->numel || static_cast<std::int64_t>(size - pos) < numel * elem)
       throw std::runtime_error("truncated or corrupt file: storage '" + k->s + "' is incomplete");
     storages[k->s] = storage_from_bytes(data + pos, static_cast<std::size_t>(numel * elem), *it->second);
     pos += static_cast<std::size_t>(numel * elem);
@@ -380,18 +376,17 @@ struct Writer {
 c10::IValue read_torch_file(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) fail(path, fs::exists(path, ec) ? "is not a regular file" : "no such file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot be opened");
-  char head[4] = {0, 0, 0, 0};
-  in.read(head, 4);
-  const auto got = in.gcount();
+  std::shared_ptr<FileImage> image;
   try {
-    if (got >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return read_zip(path);
-    if (got >= 2 && static_cast<unsigned char>(head[0]) == 0x80) {
-      in.seekg(0);
-      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      return read_legacy(path, bytes);
-    }
+    image = read_image(path);
+  } catch (const std::exception& e) {
+    fail(path, e.what());
+  }
+  const std::uint8_t* head = image->data;
+  const auto got = static_cast<int>(std::min<std::uint64_t>(image->size, 4));
+  try {
+    if (got >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return read_zip(path, image);
+    if (got >= 2 && head[0] == 0x80) return read_legacy(*image);
   } catch (const Error&) {
     throw;
   } catch (const c10::Error& e) {
@@ -403,7 +398,7 @@ c10::IValue read_torch_file(const std::string& path) {
   char hex[16];
   std::string magic;
   for (int k = 0; k < got; ++k) {
-    std::snprintf(hex, sizeof hex, "%02x", static_cast<unsigned char>(head[k]));
+    std::snprintf(hex, sizeof hex, "%02x", head[k]);
     magic += hex;
   }
   fail(path, "is not a PyTorch file (it starts with bytes " + magic +
@@ -467,10 +462,6 @@ class FileSink {
       std::memset(staging_ + tail, 0, padded - tail);
       drain(padded);
       if (error_ == 0 && ::ftruncate(fd_, static_cast<off_t>(size_ - (padded - tail))) != 0) error_ = errno;
-    } else if (!direct_ && used_ > 0) {
-      const std::size_t n = used_;
-      used_ = 0;
-      put(staging_, n);
     }
     if (error_ == 0 && ::fsync(fd_) != 0) error_ = errno;
     return error_;
