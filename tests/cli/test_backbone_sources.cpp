@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "support/run.h"
+#include "support/wait.h"
 
 namespace fs = std::filesystem;
 using graft::test::run;
@@ -94,7 +95,7 @@ struct Server {
     const auto r = run(helper + "serve " + root.string() + " " + port_file.string() + " " + std::to_string(::getpid()) +
                        " " + workspace.string() + " >" + (root / "server.log").string() + " 2>&1 & echo $!");
     pid = std::stoi(r.out);
-    for (int k = 0; k < 600 && !fs::exists(port_file); ++k) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    graft::test::wait_until([&] { return fs::exists(port_file) || ::kill(pid, 0) != 0; }, "the test HTTP server's port file");
     if (!fs::exists(port_file)) {
       ::kill(pid, SIGTERM);
       throw std::runtime_error("the test HTTP server did not start: " + graft::test::slurp(root / "server.log"));

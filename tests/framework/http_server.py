@@ -1,15 +1,17 @@
 """A local HTTP server for the download tests (127.0.0.1 only).
 
-usage: http_server.py ROOT PORT_FILE
+usage: http_server.py ROOT PORT_FILE PID
 Serves ROOT. /drop/NAME promises NAME's full length, sends half and closes the connection.
-Every request path is appended to ROOT/requests.log. Stops after 120 s on its own.
+Every request path is appended to ROOT/requests.log. Stops when process PID (the test) is
+gone, however long the test takes on a busy machine.
 """
 import http.server
 import os
 import sys
 import threading
+import time
 
-root, port_file = sys.argv[1], sys.argv[2]
+root, port_file, test_pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,7 +38,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-threading.Timer(120, server.shutdown).start()
+
+
+def watch():
+    while True:
+        try:
+            os.kill(test_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    server.shutdown()
+
+
+threading.Thread(target=watch, daemon=True).start()
 with open(port_file + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
 os.rename(port_file + ".tmp", port_file)

@@ -14,7 +14,6 @@
 #include <fstream>
 #include <random>
 #include <set>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -26,6 +25,7 @@
 #include "graft/trainer.h"
 #include "support/plugins.h"
 #include "support/run.h"
+#include "support/wait.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
@@ -131,6 +131,17 @@ bool exited(pid_t pid, int& code) {
   if (::waitpid(pid, &status, WNOHANG) != pid) return false;
   code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return true;
+}
+
+/// The highest N of the step-N.pth files in `dir` (0: none yet).
+int newest_step(const fs::path& dir) {
+  int newest = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto n = e.path().filename().string();
+    if (n.rfind("step-", 0) == 0 && n.size() == 17 && n.substr(13) == ".pth") newest = std::max(newest, std::stoi(n.substr(5, 8)));
+  }
+  return newest;
 }
 
 bool temp_file_in(const fs::path& dir) {
@@ -257,34 +268,45 @@ BOOST_AUTO_TEST_CASE(sigkill_at_random_moments_loses_nothing) {
   const auto dir = graft::test::temp_dir("ckpt-kill");
   const auto recipe = write_recipe(dir, "data: {dataset: {train_size: 960}}\ncheckpoint: [save_last, {name: every_n_steps, n: 2, keep: 2}]\n");
   fit(recipe, dir / "reference");
+  const auto checkpoints = dir / "run/checkpoints";
+  const auto log = dir / "log.txt";
+  // Each kill waits for something the run does, never for a time: a launch is killed while
+  // it starts (its first log line), while a checkpoint is being written (the temp file), or
+  // just after 1-3 more checkpoints (its progress). A last launch runs to the end.
   std::mt19937 rng(7);
-  int kills = 0, during_write = 0, attempts = 0;
-  for (; attempts < 40; ++attempts) {
+  int kills = 0, during_write = 0, launches = 0;
+  bool finished = false;
+  for (; kills < 12 && !finished; ++launches) {
+    const auto log_size = fs::exists(log) ? fs::file_size(log) : 0;
+    const auto from = newest_step(checkpoints);
+    const int mode = launches % 3;
+    const int more = std::uniform_int_distribution<int>(1, 3)(rng);
     const pid_t pid = spawn(train_cmd(recipe, dir / "run", "--resume auto"));
     int code = 0;
-    bool finished = false;
-    if (attempts % 2 == 0) {
-      // at a random moment
-      const auto wait = std::chrono::milliseconds(std::uniform_int_distribution<int>(300, 2500)(rng));
-      const auto until = std::chrono::steady_clock::now() + wait;
-      while (std::chrono::steady_clock::now() < until && !(finished = exited(pid, code)))
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    } else {
-      // while a checkpoint is being written (its temp file exists)
-      const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-      while (std::chrono::steady_clock::now() < limit && !(finished = exited(pid, code)) && !temp_file_in(dir / "run/checkpoints")) {
-      }
-      if (!finished && temp_file_in(dir / "run/checkpoints")) ++during_write;
-    }
+    const char* what[] = {"its first log line", "a checkpoint temp file", "more checkpoints"};
+    graft::test::wait_until(
+        [&] {
+          if ((finished = exited(pid, code))) return true;
+          if (mode == 0) return fs::exists(log) && fs::file_size(log) > log_size;
+          if (mode == 1) return temp_file_in(checkpoints);
+          return newest_step(checkpoints) >= from + 2 * more;
+        },
+        std::string("launch ") + std::to_string(launches + 1) + " of the SIGKILL loop to reach " + what[mode] + " (log: " + log.string() + ")");
     if (finished) {
-      BOOST_REQUIRE_MESSAGE(code == 0, slurp(dir / "log.txt"));
+      BOOST_REQUIRE_MESSAGE(code == 0, slurp(log));
       break;
     }
+    if (mode == 1) ++during_write;
     ::kill(pid, SIGKILL);
     wait_exit(pid);
     ++kills;
   }
-  BOOST_TEST_MESSAGE(kills << " kills, " << during_write << " during a checkpoint write, " << attempts + 1 << " launches");
+  if (!finished) {
+    ++launches;
+    const auto last = run(train_cmd(recipe, dir / "run", "--resume auto"));
+    BOOST_REQUIRE_MESSAGE(last.code == 0, slurp(log));
+  }
+  BOOST_TEST_MESSAGE(kills << " kills, " << during_write << " during a checkpoint write, " << launches << " launches");
   BOOST_TEST(kills >= 3);
   BOOST_TEST(during_write >= 1);
   require_same_state(dir / "reference/checkpoints/last.pth", dir / "run/checkpoints/last.pth");
@@ -297,11 +319,13 @@ BOOST_AUTO_TEST_CASE(sigterm_finishes_the_step_saves_and_exits_75) {
   const auto recipe = write_recipe(dir, "checkpoint: [save_last, on_signal, {name: every_n_steps, n: 1}]\n");
   const pid_t pid = spawn(train_cmd(recipe, dir / "run"));
   // once training is under way
-  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < limit && !fs::exists(dir / "run/checkpoints/step-00000004.pth"))
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  int code = 0;
+  bool early = false;
+  graft::test::wait_until([&] { return (early = exited(pid, code)) || fs::exists(dir / "run/checkpoints/step-00000004.pth"); },
+                          "step-00000004.pth before SIGTERM");
+  BOOST_REQUIRE_MESSAGE(!early, "the run ended before SIGTERM: " + slurp(dir / "log.txt"));
   ::kill(pid, SIGTERM);
-  const int code = wait_exit(pid);
+  code = wait_exit(pid);
   const std::string log = slurp(dir / "log.txt");
   BOOST_TEST(code == 75, log);
   BOOST_TEST(contains(log, "interrupted by SIGTERM"), log);

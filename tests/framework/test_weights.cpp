@@ -17,6 +17,7 @@
 #include "graft/weights.h"
 #include "support/plugins.h"
 #include "support/run.h"
+#include "support/wait.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
@@ -54,11 +55,11 @@ struct Server {
   Server() {
     fs::create_directories(root / "files");
     const auto port_file = root / "port";
-    const auto r = run(python + "http_server.py " + root.string() + " " + port_file.string() +
-                       " >/dev/null 2>&1 & echo $!");
+    const auto r = run(python + "http_server.py " + root.string() + " " + port_file.string() + " " + std::to_string(::getpid()) +
+                       " >" + (root / "server.log").string() + " 2>&1 & echo $!");
     pid = std::stoi(r.out);
-    for (int k = 0; k < 300 && !fs::exists(port_file); ++k) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!fs::exists(port_file)) throw std::runtime_error("the test HTTP server did not start");
+    graft::test::wait_until([&] { return fs::exists(port_file) || ::kill(pid, 0) != 0; }, "the test HTTP server's port file");
+    if (!fs::exists(port_file)) throw std::runtime_error("the test HTTP server did not start: " + graft::test::slurp(root / "server.log"));
     base = "http://127.0.0.1:" + graft::test::slurp(port_file) + "/";
   }
   ~Server() {
