@@ -1,6 +1,8 @@
-// End-to-end: a recipe names every torchvision backbone's weights from each of graft's
-// sources -- a local .pth path, `torchvision:NAME` in torch's hub cache, an http URL
-// downloaded into that cache -- and `graft check --json` loads them strictly.
+// End-to-end: a recipe names every torchvision backbone's weights as `torchvision:NAME` in
+// torch's hub cache (graft's table of file names, then a strict load of torchvision's
+// layout), and graft's other sources -- a local .pth path, an http URL downloaded into that
+// cache -- on a few backbones of each family size: those sources are the same code whatever
+// the backbone, so checking them on all 25 (6 GB, four minutes) proved nothing more.
 //
 // Python (backbone_weights.py) writes each model's state dict once, with random values, in
 // torchvision's layout; the hub cache and the local HTTP server get hard links to the same
@@ -57,6 +59,10 @@ const std::vector<std::string> kBackbones = {
 
 // The backbone whose URL is checked twice: the second check must find the file in the cache.
 const std::string kTwice = "resnet18";
+
+// The backbones also loaded from a path and from a URL: small, with and without BatchNorm
+// counters and grouped convolutions, and one of a few hundred MB.
+const std::set<std::string> kEverySource = {"resnet18", "squeezenet1_1", "mobilenet_v2", "densenet121", "resnet50"};
 
 enum Source { kPath, kTorchvision, kUrl, kUrlAgain };
 const char* const kSourceNames[] = {"path", "torchvision", "url", "url, cached"};
@@ -248,7 +254,8 @@ struct Workspace {
     job.checks[kUrl] = {server.base + job.url_name, download.string()};
     job.checks[kUrlAgain] = job.checks[kUrl];
 
-    std::vector<Source> sources{kPath, kTorchvision, kUrl};
+    std::vector<Source> sources{kTorchvision};
+    if (kEverySource.count(job.name)) sources = {kPath, kTorchvision, kUrl};
     if (job.name == kTwice) sources.push_back(kUrlAgain);
     struct stat downloaded {};
     for (Source s : sources) {
@@ -367,14 +374,17 @@ BOOST_FIXTURE_TEST_CASE(recipes_load_every_backbone_from_each_source, Workspace)
   for (const auto& job : jobs) {
     BOOST_TEST_CONTEXT(job.name) {
       BOOST_TEST(job.error.empty(), job.error);
-      for (Source s : {kPath, kTorchvision, kUrl}) assert_check(job, s);
+      assert_check(job, kTorchvision);
+      if (!kEverySource.count(job.name)) continue;
+      assert_check(job, kPath);
+      assert_check(job, kUrl);
       // one request per file, downloaded whole into the cache
       const auto asked = requests.find("/" + job.url_name);
       BOOST_TEST((asked == requests.end() ? 0 : asked->second) == 1);
       BOOST_TEST(job.downloaded_bytes == job.info["bytes"].get<std::uintmax_t>());
     }
   }
-  BOOST_TEST(total_requests == static_cast<int>(kBackbones.size()));
+  BOOST_TEST(total_requests == static_cast<int>(kEverySource.size()));
 
   // The second check of kTwice's URL found the file in the cache: no request (above), the
   // same file.
@@ -397,11 +407,12 @@ BOOST_FIXTURE_TEST_CASE(recipes_load_every_backbone_from_each_source, Workspace)
   for (const auto& job : jobs) {
     bytes += job.info["bytes"].get<std::uintmax_t>();
     for (Source s : {kPath, kTorchvision, kUrl}) {
+      if (!job.checks[s].ran) continue;
       per_source[s] += job.checks[s].seconds;
       slowest = std::max(slowest, {job.checks[s].seconds, job.name + " from " + kSourceNames[s]});
     }
   }
-  BOOST_TEST_MESSAGE(kBackbones.size() * 3 + 1 << " checks in " << total_seconds << " s with " << worker_count()
+  BOOST_TEST_MESSAGE(kBackbones.size() + kEverySource.size() * 2 + 1 << " checks in " << total_seconds << " s with " << worker_count()
                      << " workers; Python wrote " << bytes / 1000000 << " MB in " << write_seconds
                      << " s meanwhile; checks by source: path " << per_source[kPath] << " s, torchvision "
                      << per_source[kTorchvision] << " s, url " << per_source[kUrl] << " s; slowest: "
