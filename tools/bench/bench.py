@@ -74,7 +74,14 @@ def run(cmd, env_extra=None, timeout=900, cwd=None):
         started = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
                              start_new_session=True)
-        timer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
+        expired = threading.Event()
+
+        def give_up():
+            expired.set()
+            os.killpg(p.pid, signal.SIGKILL)
+
+        # a safety net for a hang, never a measurement: generous, and said when it is hit
+        timer = threading.Timer(timeout, give_up)
         timer.start()
         try:
             _, status, usage = os.wait4(p.pid, 0)
@@ -85,6 +92,8 @@ def run(cmd, env_extra=None, timeout=900, cwd=None):
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if expired.is_set():
+        raise Failed("gave up after %d s waiting for %s to finish" % (timeout, " ".join(cmd[:3])))
     if p.returncode != 0:
         last = [l for l in stderr.strip().splitlines() if l.strip()][-3:]
         raise Failed("exit %d: %s: %s" % (p.returncode, " ".join(cmd[:3]), " | ".join(last)))
