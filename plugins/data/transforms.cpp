@@ -1,6 +1,8 @@
 // Transform plugins on one (C, H, W) image, named and keyed as torchvision.transforms. The
 // geometry is in image_ops.cpp; random draws come only from the Rng the loader passes,
 // in a fixed order documented on each transform.
+#include <torch/types.h>
+
 #include <cmath>
 
 #include <graft/data.h>
