@@ -78,16 +78,23 @@ torch::Tensor materialise(const PValue& t, const Storages& storages) {
   if (it == storages.end()) throw std::runtime_error("storage '" + s.storage_key + "' is missing");
   const torch::Tensor& base = it->second;
   if (base.scalar_type() != s.dtype) throw std::runtime_error("storage '" + s.storage_key + "' is used with two dtypes");
-  const std::int64_t offset = t.offset + s.view_offset;
-  std::int64_t last = offset;
+  // The file's numbers are arbitrary: every step is checked for overflow.
+  const auto past_end = [&] {
+    return std::runtime_error("a tensor reaches past the end of its storage '" + s.storage_key + "' (corrupt file?)");
+  };
+  std::int64_t offset = 0, last = 0, numel = 1, step = 0;
+  if (__builtin_add_overflow(t.offset, s.view_offset, &offset) || offset < 0) throw past_end();
+  last = offset;
   bool empty = false;
   for (std::size_t k = 0; k < t.sizes.size(); ++k) {
     if (t.sizes[k] < 0 || t.strides[k] < 0) throw std::runtime_error("negative tensor size or stride");
+    if (__builtin_mul_overflow(numel, t.sizes[k], &numel))
+      throw std::runtime_error("a tensor has more elements than 64 bits count (corrupt file?)");
     if (t.sizes[k] == 0) empty = true;
-    else last += (t.sizes[k] - 1) * t.strides[k];
+    else if (__builtin_mul_overflow(t.sizes[k] - 1, t.strides[k], &step) || __builtin_add_overflow(last, step, &last))
+      throw past_end();
   }
-  if (offset < 0 || (!empty && last >= base.numel()))
-    throw std::runtime_error("a tensor reaches past the end of its storage '" + s.storage_key + "' (corrupt file?)");
+  if (!empty && last >= base.numel()) throw past_end();
   auto out = base.as_strided(t.sizes, t.strides, offset);
   if (t.requires_grad && out.is_floating_point()) out.set_requires_grad(true);
   return out;
@@ -134,8 +141,9 @@ c10::IValue to_ivalue(const P& v, const Storages& storages) {
 
 // The bytes a storage needs; throws when the record holds fewer.
 std::int64_t storage_bytes(std::uint64_t nbytes, const pickle::PValue& s) {
-  const std::int64_t needed = s.numel * static_cast<std::int64_t>(c10::elementSize(s.dtype));
-  if (s.numel < 0 || static_cast<std::int64_t>(nbytes) < needed)
+  std::int64_t needed = 0;
+  if (s.numel < 0 || __builtin_mul_overflow(s.numel, static_cast<std::int64_t>(c10::elementSize(s.dtype)), &needed) ||
+      nbytes < static_cast<std::uint64_t>(needed))
     throw std::runtime_error("storage '" + s.storage_key + "' holds " + std::to_string(nbytes) + " bytes, " +
                              std::to_string(needed) + " expected (truncated or corrupt file)");
   return needed;
@@ -209,7 +217,7 @@ torch::Tensor storage_on_image(const std::shared_ptr<FileImage>& image, const st
   return torch::empty({0}, torch::TensorOptions().dtype(s.dtype)).set_(storage, 0, {s.numel}, {1});
 }
 
-c10::IValue read_zip(const std::string& path, const std::shared_ptr<FileImage>& image) {
+c10::IValue read_zip(const std::shared_ptr<FileImage>& image) {
   const std::uint8_t* file = image->data;
   const auto index = zip::read_directory(file, image->size);
   // The archive's top folder (PyTorch's reader takes the first entry's): the one holding data.pkl.
@@ -223,11 +231,11 @@ c10::IValue read_zip(const std::string& path, const std::shared_ptr<FileImage>& 
   }
   if (prefix.empty()) throw std::runtime_error("has no data.pkl (a TorchScript archive? graft reads torch.save files)");
   // A record's bytes, CRC-checked: in the image, or (a deflated record) inflated into `copy`.
-  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> inflater;  // only for deflated records
   struct Bytes {
     const std::uint8_t* data;
     std::uint64_t size;
-    at::DataPtr copy;
+    std::vector<std::uint8_t> copy;
+    bool inflated = false;
   };
   auto record = [&](const std::string& name) {
     const auto it = index.find(prefix + name);
@@ -238,17 +246,9 @@ c10::IValue read_zip(const std::string& path, const std::shared_ptr<FileImage>& 
       if (e.compressed_size != e.size) throw std::runtime_error("record " + name + " has two sizes (corrupt file)");
       b.data = file + zip::data_offset(file, image->size, e);
     } else {
-      if (!inflater) {
-        try {
-          inflater = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
-        } catch (const c10::Error& err) {
-          throw std::runtime_error("not a readable PyTorch zip file: " + first_line(err.what_without_backtrace()));
-        }
-      }
-      auto [data, n] = inflater->getRecord(name);
-      if (n != e.size) throw std::runtime_error("record " + name + " inflates to another size (corrupt file)");
-      b.copy = std::move(data);
-      b.data = static_cast<const std::uint8_t*>(b.copy.get());
+      b.copy = zip::inflate(file, image->size, e);
+      b.data = b.copy.data();
+      b.inflated = true;
     }
     if (zip::crc32(b.data, b.size) != e.crc32)
       throw std::runtime_error("record " + name + " fails its CRC-32 check (corrupt file)");
@@ -269,7 +269,7 @@ c10::IValue read_zip(const std::string& path, const std::shared_ptr<FileImage>& 
     const auto& s = *t->storage;
     if (storages.count(s.storage_key)) continue;
     const Bytes b = record("data/" + s.storage_key);
-    storages[s.storage_key] = b.copy ? storage_from_bytes(b.data, b.size, s) : storage_on_image(image, b.data, b.size, s);
+    storages[s.storage_key] = b.inflated ? storage_from_bytes(b.data, b.size, s) : storage_on_image(image, b.data, b.size, s);
   }
   return to_ivalue(root, storages);
 }
@@ -310,7 +310,7 @@ c10::IValue read_legacy(const FileImage& image) {
     std::memcpy(&numel, data + pos, 8);
     pos += 8;
     const auto elem = static_cast<std::int64_t>(c10::elementSize(it->second->dtype));
-    if (numel < 0 || numel != it->second->numel || static_cast<std::int64_t>(size - pos) < numel * elem)
+    if (numel < 0 || numel != it->second->numel || static_cast<std::uint64_t>(numel) > (size - pos) / elem)
       throw std::runtime_error("truncated or corrupt file: storage '" + k->s + "' is incomplete");
     storages[k->s] = storage_from_bytes(data + pos, static_cast<std::size_t>(numel * elem), *it->second);
     pos += static_cast<std::size_t>(numel * elem);
@@ -385,7 +385,7 @@ c10::IValue read_torch_file(const std::string& path) {
   const std::uint8_t* head = image->data;
   const auto got = static_cast<int>(std::min<std::uint64_t>(image->size, 4));
   try {
-    if (got >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return read_zip(path, image);
+    if (got >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return read_zip(image);
     if (got >= 2 && head[0] == 0x80) return read_legacy(*image);
   } catch (const Error&) {
     throw;

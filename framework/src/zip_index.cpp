@@ -104,4 +104,34 @@ std::uint64_t data_offset(const std::uint8_t* file, std::uint64_t size, const En
   return data;
 }
 
+std::vector<std::uint8_t> inflate(const std::uint8_t* file, std::uint64_t size, const Entry& entry) {
+  if (entry.method != 8) corrupt("a record is compressed with zip method " + std::to_string(entry.method) + " (only stored and deflated records are read)");
+  const std::uint64_t at = data_offset(file, size, entry);
+  // deflate expands at most 1032:1; a larger claim is a corrupt directory, not a reason to allocate
+  if (entry.size / 1032 > entry.compressed_size + 1) corrupt("a deflated record claims an impossible size (corrupt file)");
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(entry.size));
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) corrupt("zlib cannot be initialised");
+  const std::uint8_t* in = file + at;
+  std::uint64_t in_left = entry.compressed_size, out_done = 0;
+  std::uint8_t empty = 0;
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    const auto in_chunk = static_cast<uInt>(std::min<std::uint64_t>(in_left, 1u << 30));
+    const auto out_chunk = static_cast<uInt>(std::min<std::uint64_t>(entry.size - out_done, 1u << 30));
+    z.next_in = const_cast<Bytef*>(in);
+    z.avail_in = in_chunk;
+    z.next_out = out.empty() ? &empty : out.data() + out_done;  // zlib refuses a null next_out
+    z.avail_out = out_chunk;
+    rc = ::inflate(&z, Z_NO_FLUSH);
+    in += in_chunk - z.avail_in;
+    in_left -= in_chunk - z.avail_in;
+    out_done += out_chunk - z.avail_out;
+    if (rc == Z_OK && z.avail_in == in_chunk && z.avail_out == out_chunk) rc = Z_BUF_ERROR;  // no progress
+  }
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END || out_done != entry.size) corrupt("a deflated record is corrupt or has another size than its directory entry says");
+  return out;
+}
+
 }  // namespace graft::zip

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace graft::zip {
 
@@ -24,6 +25,11 @@ std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint6
 /// Offset in the file of the record's first data byte (after its local header). Throws
 /// std::runtime_error when the local header or the data lie outside the file.
 std::uint64_t data_offset(const std::uint8_t* file, std::uint64_t size, const Entry& entry);
+
+/// A deflated record (method 8) inflated with zlib: exactly entry.size bytes, or
+/// std::runtime_error. Sizes deflate cannot reach from entry.compressed_size are refused
+/// before anything is allocated.
+std::vector<std::uint8_t> inflate(const std::uint8_t* file, std::uint64_t size, const Entry& entry);
 
 std::uint32_t crc32(const void* data, std::size_t size);
 
