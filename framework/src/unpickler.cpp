@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -49,10 +50,27 @@ bool allowed_global(const std::string& module, const std::string& name) {
                            "are read)");
 }
 
+// How deep a value may nest, and how many values it may expand to once shared references
+// (memo GETs, DUP) are copied out (a million, or 4 per byte of input for larger files): a
+// few hundred bytes of pickle can otherwise describe a list that holds itself or a tree of
+// 2^40 values.
+constexpr std::size_t kMaxDepth = 1000;
+constexpr std::uint64_t kMinValueBudget = 1'000'000;
+
 class Reader {
  public:
   Reader(const std::uint8_t* data, std::size_t size, std::size_t& pos, const std::function<P(const P&)>& persistent)
-      : data_(data), size_(size), pos_(pos), persistent_(persistent) {}
+      : data_(data), size_(size), pos_(pos), persistent_(persistent),
+        max_values_(std::max<std::uint64_t>(kMinValueBudget, 4 * static_cast<std::uint64_t>(size))) {}
+  // Breaks every reference among the containers that the result does not hold (all of them
+  // when reading failed): a cycle would leak, and a deep chain would be freed recursively.
+  ~Reader() {
+    for (const auto& c : containers_) {
+      if (kept_.count(c.get())) continue;
+      c->items.clear();
+      c->entries.clear();
+    }
+  }
 
   P run();
 
@@ -61,7 +79,7 @@ class Reader {
     throw std::runtime_error("malformed pickle at byte " + std::to_string(pos_) + ": " + what);
   }
   void need(std::size_t n) const {
-    if (pos_ + n > size_) throw std::runtime_error("truncated file: the pickle ends early (byte " + std::to_string(pos_) + ")");
+    if (n > size_ - pos_) throw std::runtime_error("truncated file: the pickle ends early (byte " + std::to_string(pos_) + ")");
   }
   std::uint8_t u8() {
     need(1);
@@ -109,11 +127,16 @@ class Reader {
     return items;
   }
   void push(P v) { stack_.push_back(std::move(v)); }
+  P container(T type) {
+    containers_.push_back(PValue::make(type));
+    return containers_.back();
+  }
   P tuple(std::vector<P> items) {
-    auto t = PValue::make(T::tuple);
+    auto t = container(T::tuple);
     t->items = std::move(items);
     return t;
   }
+  std::uint64_t check_value(const P& v, std::size_t level, std::unordered_map<const PValue*, std::pair<std::uint64_t, std::size_t>>& seen);
   P string_value(std::string s, T type = T::string) {
     auto v = PValue::make(type);
     v->s = std::move(s);
@@ -161,7 +184,40 @@ class Reader {
   std::vector<P> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, P> memo_;
+  std::uint64_t max_values_;
+  std::vector<P> containers_;                   // every list, tuple and dict made
+  std::unordered_map<const PValue*, std::pair<std::uint64_t, std::size_t>> kept_;  // in the result
 };
+
+// The number of values `v` expands to, each shared one counted where it is used; checks
+// that it nests at most kMaxDepth deep (a value holding itself nests without end). `seen`
+// memoises (values, height) per container, so a shared subtree is walked once.
+std::uint64_t Reader::check_value(const P& v, std::size_t level,
+                                  std::unordered_map<const PValue*, std::pair<std::uint64_t, std::size_t>>& seen) {
+  if (v->items.empty() && v->entries.empty()) return 1;
+  const auto found = seen.find(v.get());
+  if (found != seen.end()) {
+    if (found->second.first == 0) fail("a container holds itself (corrupt file?)");
+    if (level + found->second.second > kMaxDepth) fail("values nest more than " + std::to_string(kMaxDepth) + " deep");
+    return found->second.first;
+  }
+  if (level > kMaxDepth) fail("values nest more than " + std::to_string(kMaxDepth) + " deep");
+  seen[v.get()] = {0, 0};  // in progress
+  std::uint64_t values = 1;
+  std::size_t height = 0;
+  auto add = [&](const P& child) {
+    values = std::min(values + check_value(child, level + 1, seen), max_values_ + 1);
+    if (const auto it = seen.find(child.get()); it != seen.end()) height = std::max(height, it->second.second + 1);
+    else height = std::max<std::size_t>(height, 1);
+  };
+  for (const auto& i : v->items) add(i);
+  for (const auto& e : v->entries) {
+    add(e.first);
+    add(e.second);
+  }
+  seen[v.get()] = {values, height};
+  return values;
+}
 
 std::vector<std::int64_t> int_tuple(const P& v, const char* what) {
   if (v->type != T::tuple && v->type != T::list) throw std::runtime_error(std::string("malformed tensor: ") + what);
@@ -179,7 +235,7 @@ P Reader::call(const P& callable, const P& args) {
   const std::string& f = callable->s;
   const auto& a = args->items;
   if (f == "collections.OrderedDict") {
-    auto d = PValue::make(T::dict);
+    auto d = container(T::dict);
     if (!a.empty()) fail("OrderedDict with arguments");
     return d;
   }
@@ -215,6 +271,10 @@ P Reader::run() {
       case 0x95: le<std::uint64_t>(); break;                     // FRAME
       case '.': {                                                // STOP
         if (stack_.size() != 1) fail("stack holds " + std::to_string(stack_.size()) + " values at STOP");
+        std::unordered_map<const PValue*, std::pair<std::uint64_t, std::size_t>> seen;
+        if (check_value(stack_.back(), 0, seen) > max_values_)
+          fail("the pickle expands to more than " + std::to_string(max_values_) + " values (shared references)");
+        kept_ = std::move(seen);
         return stack_.back();
       }
       case '(': marks_.push_back(stack_.size()); break;          // MARK
@@ -291,10 +351,10 @@ P Reader::run() {
       case 0x85: { auto a = pop(); push(tuple({a})); break; }                    // TUPLE1
       case 0x86: { auto b = pop(); auto a = pop(); push(tuple({a, b})); break; } // TUPLE2
       case 0x87: { auto c = pop(); auto b = pop(); auto a = pop(); push(tuple({a, b, c})); break; }
-      case ']': push(PValue::make(T::list)); break;                              // EMPTY_LIST
-      case 'l': { auto l = PValue::make(T::list); l->items = pop_mark(); push(l); break; }  // LIST
-      case '}': push(PValue::make(T::dict)); break;                              // EMPTY_DICT
-      case 'd': { auto d = PValue::make(T::dict); set_items(d, pop_mark()); push(d); break; }  // DICT
+      case ']': push(container(T::list)); break;                                 // EMPTY_LIST
+      case 'l': { auto l = container(T::list); l->items = pop_mark(); push(l); break; }  // LIST
+      case '}': push(container(T::dict)); break;                                 // EMPTY_DICT
+      case 'd': { auto d = container(T::dict); set_items(d, pop_mark()); push(d); break; }  // DICT
       case 'a': {                                                                // APPEND
         auto v = pop();
         if (top()->type != T::list) fail("APPEND to a non-list");
@@ -313,7 +373,8 @@ P Reader::run() {
       case 'r': memo_[le<std::uint32_t>()] = top(); break;                           // LONG_BINPUT
       case 0x94: { const auto n = memo_.size(); memo_[n] = top(); break; }                                 // MEMOIZE
       case 'p': {                                                                    // PUT
-        try { memo_[std::stoull(line())] = top(); } catch (const std::invalid_argument&) { fail("bad PUT"); }
+        const std::string key = line();
+        try { memo_[std::stoull(key)] = top(); } catch (const std::logic_error&) { fail("bad PUT"); }
         break;
       }
       case 'h': case 'j': case 'g': {                                                // BINGET, LONG_BINGET, GET
