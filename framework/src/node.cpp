@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+
 namespace graft::detail {
 
 NodePtr null_node(const SourceLoc& loc) {
@@ -17,7 +19,16 @@ SourceLoc loc_of(const YAML::Mark& mark, const std::string& file) {
 }
 }  // namespace
 
-NodePtr from_yaml(const YAML::Node& yaml, const std::string& file, bool positions) {
+namespace {
+
+NodePtr copy_yaml(const YAML::Node& yaml, const std::string& file, bool positions, std::size_t depth,
+                  std::size_t& nodes_left, std::size_t max_nodes) {
+  if (depth > kMaxYamlDepth || nodes_left == 0)
+    throw Error::usage(depth > kMaxYamlDepth
+                           ? "YAML nests more than " + std::to_string(kMaxYamlDepth) + " levels deep (an alias inside its own anchor?)"
+                           : "YAML expands to more than " + std::to_string(max_nodes) + " values (aliases of aliases?)",
+                       positions ? loc_of(yaml.Mark(), file) : SourceLoc{file, 0, 0});
+  --nodes_left;
   auto n = std::make_shared<Node>();
   n->loc = positions ? loc_of(yaml.Mark(), file) : SourceLoc{file, 0, 0};
   switch (yaml.Type()) {
@@ -32,7 +43,7 @@ NodePtr from_yaml(const YAML::Node& yaml, const std::string& file, bool position
       break;
     case YAML::NodeType::Sequence:
       n->type = Node::Type::list;
-      for (const auto& item : yaml) n->items.push_back(from_yaml(item, file, positions));
+      for (const auto& item : yaml) n->items.push_back(copy_yaml(item, file, positions, depth + 1, nodes_left, max_nodes));
       break;
     case YAML::NodeType::Map:
       n->type = Node::Type::map;
@@ -41,11 +52,18 @@ NodePtr from_yaml(const YAML::Node& yaml, const std::string& file, bool position
         const SourceLoc key_loc = positions ? loc_of(kv.first.Mark(), file) : SourceLoc{file, 0, 0};
         if (n->find(key))
           throw Error::usage("duplicate key '" + key + "'", key_loc);
-        n->entries.push_back(Node::Entry{key, key_loc, from_yaml(kv.second, file, positions)});
+        n->entries.push_back(Node::Entry{key, key_loc, copy_yaml(kv.second, file, positions, depth + 1, nodes_left, max_nodes)});
       }
       break;
   }
   return n;
+}
+
+}  // namespace
+
+NodePtr from_yaml(const YAML::Node& yaml, const std::string& file, bool positions, std::size_t max_nodes) {
+  std::size_t nodes_left = max_nodes;
+  return copy_yaml(yaml, file, positions, 0, nodes_left, max_nodes);
 }
 
 YAML::Node to_yaml(const Node& node) {
@@ -74,7 +92,8 @@ YAML::Node to_yaml(const Node& node) {
 NodePtr parse_yaml(const std::string& text, const std::string& source, bool source_is_file) {
   try {
     const YAML::Node doc = YAML::Load(text);
-    auto n = from_yaml(doc, source, source_is_file);
+    // without aliases a node takes a byte or more of text: larger texts get a larger bound
+    auto n = from_yaml(doc, source, source_is_file, std::max<std::size_t>(100'000, text.size()));
     if (n->loc.line == 0 && source_is_file) const_cast<Node&>(*n).loc = SourceLoc{source, 1, 1};
     return n;
   } catch (const YAML::ParserException& e) {

@@ -40,7 +40,12 @@ struct Node {
 using NodePtr = std::shared_ptr<const Node>;
 
 NodePtr null_node(const SourceLoc& loc);
-NodePtr from_yaml(const YAML::Node& yaml, const std::string& file, bool positions = true);
+/// Copies a yaml-cpp tree. An alias is copied where it is used, so the copy is bounded: at
+/// most kMaxYamlDepth deep (an anchor holding an alias of itself nests without end) and
+/// `max_nodes` nodes (aliases of aliases grow exponentially); beyond, a usage error.
+constexpr std::size_t kMaxYamlDepth = 256;
+NodePtr from_yaml(const YAML::Node& yaml, const std::string& file, bool positions = true,
+                  std::size_t max_nodes = 100'000);
 YAML::Node to_yaml(const Node& node);
 /// Parses YAML text into a node; syntax errors are usage errors at source:line:col.
 NodePtr parse_yaml(const std::string& text, const std::string& source, bool source_is_file);

@@ -1,9 +1,9 @@
 #include "graft/recipe.h"
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "dotted_path.h"
 #include "node.h"
@@ -17,14 +17,26 @@ using detail::NodePtr;
 
 namespace {
 
+// A recipe is text a person wrote: anything larger is a wrong path (`base: /dev/zero`, a
+// dataset file), refused before it is read whole. Pipes (`graft check <(...)`) still work.
+constexpr std::size_t kMaxRecipeBytes = std::size_t(16) << 20;
+// Files one recipe may load, bases included: `base: [a, a, ...]` in each of a few files
+// otherwise multiplies into millions of loads.
+constexpr std::size_t kMaxRecipeFiles = 256;
+
 std::string read_file(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) throw Error::usage("is a directory, not a recipe file", SourceLoc{path});
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error::usage("cannot open recipe file", SourceLoc{path});
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  std::string text;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > kMaxRecipeBytes)
+      throw Error::usage("is larger than " + std::to_string(kMaxRecipeBytes >> 20) + " MiB: not a recipe", SourceLoc{path});
+  }
+  return text;
 }
 
 NodePtr merge_nodes(const NodePtr& base, const NodePtr& over) {
@@ -74,6 +86,9 @@ NodePtr load_with_bases(const std::string& path, std::vector<std::string>& stack
     throw Error::usage("base: inheritance cycle through " + path, SourceLoc{stack.back()});
   stack.push_back(canonical);
   sources.push_back(path);
+  if (sources.size() > kMaxRecipeFiles)
+    throw Error::usage("base: more than " + std::to_string(kMaxRecipeFiles) + " recipe files to load (a base named many times over?)",
+                       SourceLoc{stack.size() > 1 ? stack[stack.size() - 2] : path});
 
   NodePtr root = detail::parse_yaml(read_file(path), path, true);
   if (root->type == Node::Type::null) {
@@ -112,8 +127,10 @@ NodePtr load_with_bases(const std::string& path, std::vector<std::string>& stack
   return merged ? merge_nodes(merged, root) : root;
 }
 
-bool is_index(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+// The list index `s` names, when it is one that fits.
+bool is_index(const std::string& s, std::size_t& index) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), index);
+  return !s.empty() && ec == std::errc() && end == s.data() + s.size();
 }
 
 NodePtr set_path(const NodePtr& node, const std::vector<std::string>& parts, std::size_t i,
@@ -121,12 +138,13 @@ NodePtr set_path(const NodePtr& node, const std::vector<std::string>& parts, std
   if (i == parts.size()) return value;
   const std::string& key = parts[i];
   if (node->type == Node::Type::list) {
-    if (!is_index(key) || std::stoul(key) >= node->items.size())
+    std::size_t index = 0;
+    if (!is_index(key, index) || index >= node->items.size())
       throw Error::usage("'" + key + "' is not an item of the list there (it has " +
                              std::to_string(node->items.size()) + " items)",
                          where);
     auto out = std::make_shared<Node>(*node);
-    out->items[std::stoul(key)] = set_path(node->items[std::stoul(key)], parts, i + 1, value, where);
+    out->items[index] = set_path(node->items[index], parts, i + 1, value, where);
     return out;
   }
   if (node->type != Node::Type::map && node->type != Node::Type::null)
