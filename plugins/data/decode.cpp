@@ -15,6 +15,16 @@ namespace graft::data {
 
 namespace {
 
+// PIL's decompression-bomb bound (2 x Image.MAX_IMAGE_PIXELS): a few bytes of header can
+// claim 65500 x 65500 pixels, gigabytes to allocate before the data turns out to be missing.
+constexpr std::int64_t kMaxPixels = 2 * 89'478'485;
+
+void check_pixels(std::int64_t width, std::int64_t height, const std::string& path) {
+  if (width * height > kMaxPixels)
+    bad_file(path, std::to_string(width) + " x " + std::to_string(height) + " pixels, more than " +
+                       std::to_string(kMaxPixels) + " (a decompression bomb?)");
+}
+
 struct PngReader {
   const std::vector<std::uint8_t>* bytes;
   std::size_t at;
@@ -52,6 +62,14 @@ torch::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::stri
   }
   png_set_read_fn(png, &reader, png_read_mem);
   png_read_info(png, info);
+  {
+    const auto w = static_cast<std::int64_t>(png_get_image_width(png, info));
+    const auto h = static_cast<std::int64_t>(png_get_image_height(png, info));
+    if (w * h > kMaxPixels) {
+      png_destroy_read_struct(&png, &info, nullptr);
+      check_pixels(w, h, path);
+    }
+  }
   const int color = png_get_color_type(png, info);
   const int depth = png_get_bit_depth(png, info);
   // Everything becomes 8-bit gray or RGB; transparency is dropped, as RGBA -> RGB does.
@@ -104,6 +122,10 @@ torch::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::str
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
+  if (static_cast<std::int64_t>(cinfo.image_width) * cinfo.image_height > kMaxPixels) {
+    jpeg_destroy_decompress(&cinfo);
+    check_pixels(cinfo.image_width, cinfo.image_height, path);
+  }
   if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
     std::snprintf(err.message, sizeof err.message, "CMYK JPEG images are not supported");
     std::longjmp(err.jump, 1);

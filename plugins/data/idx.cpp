@@ -29,13 +29,15 @@ std::vector<std::int64_t> idx_dims(const std::vector<std::uint8_t>& b, const std
   }
   std::vector<std::int64_t> shape;
   std::uint64_t payload = 1;
+  bool overflow = false;  // three 32-bit sizes can multiply past 2^64 (and wrap to the file's size)
   for (int d = 0; d < dims; ++d) {
     shape.push_back(be32(b, 4 + 4 * static_cast<std::size_t>(d)));
-    payload *= static_cast<std::uint64_t>(shape.back());
+    overflow = __builtin_mul_overflow(payload, static_cast<std::uint64_t>(shape.back()), &payload) || overflow;
   }
+  if (overflow || payload > b.size() - header)
+    bad_file(path, "truncated: " + std::to_string(b.size()) + " bytes, the header promises " +
+                       (overflow ? std::string("more than 2^64") : std::to_string(header + payload)));
   const std::uint64_t want = header + payload;
-  if (b.size() < want)
-    bad_file(path, "truncated: " + std::to_string(b.size()) + " bytes, the header promises " + std::to_string(want));
   if (b.size() > want)
     bad_file(path, std::to_string(b.size() - want) + " bytes after the data the header describes");
   return shape;
