@@ -31,6 +31,8 @@ std::uint64_t data_offset(const std::uint8_t* file, std::uint64_t size, const En
 /// before anything is allocated.
 std::vector<std::uint8_t> inflate(const std::uint8_t* file, std::uint64_t size, const Entry& entry);
 
-std::uint32_t crc32(const void* data, std::size_t size);
+/// zlib's CRC-32 of data[0, size), computed by up to `threads` threads (records of a few
+/// MB and more are split; ISA-L's carry-less-multiply CRC where graft was built with it).
+std::uint32_t crc32(const void* data, std::size_t size, int threads = 1);
 
 }  // namespace graft::zip

@@ -9,8 +9,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include <zlib.h>
+
 #include "graft/serialize.h"
 #include "support/run.h"
+#include "zip_index.h"  // graft_core's own: the CRC it checks records with
 
 namespace fs = std::filesystem;
 using graft::test::contains;
@@ -239,6 +242,36 @@ BOOST_AUTO_TEST_CASE(bad_files_are_clear_errors) {
   bytes[at + 2] = static_cast<char>(bytes[at + 2] ^ 0x10);
   std::ofstream(dir / "flipped.pth", std::ios::binary) << bytes;
   BOOST_TEST(contains(error_of((dir / "flipped.pth").string()), "fails its CRC-32 check"));
+  fs::remove_all(dir);
+}
+
+// The CRC-32 that checks every loaded record, split over threads for large records, is
+// zlib's CRC for any size and split; and a flipped bit in a large record's last part is
+// caught on threads as on one.
+BOOST_AUTO_TEST_CASE(crc32_on_threads_is_zlibs) {
+  std::vector<std::uint8_t> data((std::size_t{21} << 20) + 12345);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 13);
+  for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4} << 20, (std::size_t{8} << 20) + 1, data.size()}) {
+    const auto expected = static_cast<std::uint32_t>(::crc32(::crc32(0L, Z_NULL, 0), data.data(), static_cast<uInt>(size)));
+    for (const int threads : {1, 2, 3, 8}) BOOST_TEST(graft::zip::crc32(data.data(), size, threads) == expected, size << " bytes, " << threads << " threads");
+  }
+  const auto dir = graft::test::temp_dir("crc");
+  graft::StateDict sd;
+  sd.insert("big", torch::arange(6000001, torch::kFloat32));  // 24 MB: split on 2+ threads
+  graft::save_state_dict(sd, (dir / "big.pth").string());
+  std::string bytes = graft::test::slurp(dir / "big.pth");
+  const float last = 6000000.0f;
+  const auto at = bytes.find(std::string(reinterpret_cast<const char*>(&last), sizeof last));
+  BOOST_REQUIRE(at != std::string::npos);
+  bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
+  std::ofstream(dir / "flipped.pth", std::ios::binary) << bytes;
+  const int threads = torch::get_num_threads();
+  for (const int t : {1, 2}) {
+    torch::set_num_threads(t);
+    BOOST_TEST(contains(error_of((dir / "flipped.pth").string()), "fails its CRC-32 check"), t << " threads");
+    BOOST_TEST(torch::equal(graft::load_state_dict((dir / "big.pth").string())["big"], sd["big"]));
+  }
+  torch::set_num_threads(threads);
   fs::remove_all(dir);
 }
 

@@ -10,7 +10,8 @@
 //   graft-bench loader RECIPE [--set K=V]... --batches M
 //       the recipe's training loader alone: batches made, nothing trained
 //   graft-bench ckpt --backbone resnet50 --dir D --repeats K
-//       save_state_dict / load_state_dict of the backbone's state dict
+//       save_state_dict / load_state_dict of the backbone's state dict, and the CRC-32
+//       check that the load does, alone
 //   graft-bench plugins
 //       Registry::scan of the built-in plugin directory (and GRAFT_PLUGIN_PATH)
 #include <sys/resource.h>
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -31,6 +33,7 @@
 
 #include "graft/error.h"
 #include "graft/loader.h"
+#include "zip_index.h"  // graft_core's CRC-32, for the check's own row
 #include "graft/metrics.h"
 #include "graft/model.h"
 #include "graft/plan.h"
@@ -242,7 +245,18 @@ json cmd_ckpt(const Args& a) {
     load.push_back(since(t));
     if (back.size() != state.size()) throw graft::Error::runtime("the state dict read back differs");
   }
-  json out = {{"bytes", fs::file_size(path)}, {"save_s", save}, {"load_s", load}, {"tensors", state.size()}};
+  // The load's CRC-32 check alone: the same bytes (the whole file, in memory), the same
+  // threads as the load above.
+  std::vector<char> image(fs::file_size(path));
+  std::ifstream(path, std::ios::binary).read(image.data(), static_cast<std::streamsize>(image.size()));
+  json crc = json::array();
+  for (std::int64_t k = 0; k < repeats; ++k) {
+    const auto t = Clock::now();
+    const auto value = graft::zip::crc32(image.data(), image.size(), at::get_num_threads());
+    crc.push_back(since(t));
+    if (value == 0 && image.empty()) throw graft::Error::runtime("nothing to check");
+  }
+  json out = {{"bytes", fs::file_size(path)}, {"save_s", save}, {"load_s", load}, {"crc_s", crc}, {"tensors", state.size()}};
   return out;
 }
 
