@@ -294,6 +294,7 @@ BOOST_AUTO_TEST_CASE(sigkill_at_random_moments_loses_nothing) {
         std::string("launch ") + std::to_string(launches + 1) + " of the SIGKILL loop to reach " + what[mode] + " (log: " + log.string() + ")");
     if (finished) {
       BOOST_REQUIRE_MESSAGE(code == 0, slurp(log));
+      ++launches;
       break;
     }
     if (mode == 1) ++during_write;
