@@ -170,24 +170,26 @@ class BestK : public graft::CheckpointStrategy {
         out.push_back(n);
     return out;
   }
-  void on_save_checkpoint(TrainContext&, c10::impl::GenericDict& state) override {
-    c10::List<double> scores;
-    c10::List<std::string> names;
+  void save_state(graft::State& state) const override {
+    std::vector<double> scores;
+    std::vector<std::string> names;
     for (const auto& [v, n] : kept_) {
       scores.push_back(v);
       names.push_back(n);
     }
-    state.insert("monitor", monitor_);
-    state.insert("scores", scores);
-    state.insert("files", names);
+    state.set("monitor", monitor_);
+    state.set("scores", scores);
+    state.set("files", names);
   }
-  void on_load_checkpoint(TrainContext&, const c10::impl::GenericDict& state) override {
+  void load_state(const graft::State& state) override {
     kept_.clear();
-    if (!state.contains("scores")) return;
-    const auto scores = state.at("scores").toDoubleList();
-    const auto names = state.at("files").toList();
-    for (std::size_t k = 0; k < scores.size() && k < names.size(); ++k)
-      kept_.emplace_back(scores.get(k), names.get(k).toStringRef());
+    // an empty list reads back as ints or strings alike: no entry, nothing to restore
+    if (state.get<std::string>("monitor") != monitor_ || !state.has("files") ||
+        state.get<std::vector<std::string>>("files").empty())
+      return;
+    const auto scores = state.get<std::vector<double>>("scores");
+    const auto names = state.get<std::vector<std::string>>("files");
+    for (std::size_t k = 0; k < scores.size() && k < names.size(); ++k) kept_.emplace_back(scores[k], names[k]);
   }
 
  private:

@@ -2,7 +2,7 @@
 // frozen_stages), BatchNorm statistics, and gradual unfreezing on a schedule (Lightning's
 // BackboneFinetuning). Each is a pure function of (epoch, step).
 #include <graft/freeze.h>
-#include <graft/weights.h>
+#include <graft/glob.h>
 
 namespace {
 

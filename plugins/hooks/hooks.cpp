@@ -42,13 +42,13 @@ class EarlyStopping : public graft::Hook {
     }
   }
 
-  void on_save_checkpoint(graft::TrainContext&, c10::impl::GenericDict& state) override {
-    state.insert("best", best_);
-    state.insert("wait", wait_);
+  void save_state(graft::State& state) const override {
+    state.set("best", best_);
+    state.set("wait", wait_);
   }
-  void on_load_checkpoint(graft::TrainContext&, const c10::impl::GenericDict& state) override {
-    if (state.contains("best")) best_ = state.at("best").toDouble();
-    if (state.contains("wait")) wait_ = state.at("wait").toInt();
+  void load_state(const graft::State& state) override {
+    best_ = state.get<double>("best");
+    wait_ = state.get<std::int64_t>("wait");
   }
 
  private:

@@ -58,8 +58,23 @@ class Counting : public graft::Metric {
     seen_ += x.size(0);
   }
 
+ void save_state(graft::State& s) const override {
+    s.set("seen", seen_);
+    s.set("classes", classes_);
+    save_sums(s);
+  }
+  void load_state(const graft::State& s) override {
+    reset();
+    classes_ = s.get<std::int64_t>("classes");
+    clear();
+    seen_ = s.get<std::int64_t>("seen");
+    load_sums(s);
+  }
+
  protected:
   virtual void clear() = 0;  // classes_ is already set (0 after reset())
+  virtual void save_sums(graft::State& s) const = 0;
+  virtual void load_sums(const graft::State& s) = 0;
   virtual void count(const torch::Tensor& logits, const torch::Tensor& target) = 0;
 
   std::string who_;
@@ -83,6 +98,15 @@ class Accuracy : public Counting {
 
  private:
   void clear() override { correct_.assign(ks_.size(), 0); }
+  void save_sums(graft::State& s) const override {
+    s.set("ks", ks_);
+    s.set("correct", correct_);
+  }
+  void load_sums(const graft::State& s) override {
+    if (s.get<std::vector<std::int64_t>>("ks") != ks_) throw graft::Error::runtime("saved for other ks than the recipe's");
+    correct_ = s.get<std::vector<std::int64_t>>("correct");
+    if (correct_.size() != ks_.size()) throw graft::Error::runtime("'correct' does not match 'ks'");
+  }
 
   void count(const torch::Tensor& x, const torch::Tensor& t) override {
     const auto rank = target_rank(x, t).unsqueeze(1);
@@ -113,6 +137,12 @@ class Confusion : public Counting {
 
  protected:
   void clear() override { counts_ = torch::zeros({classes_, classes_}, torch::kLong); }
+  void save_sums(graft::State& s) const override { s.set("counts", counts_); }
+  void load_sums(const graft::State& s) override {
+    const auto c = s.get<torch::Tensor>("counts");
+    if (c.sizes() != counts_.sizes()) throw graft::Error::runtime("'counts' does not match 'classes'");
+    counts_ = c.to(torch::kLong).clone();
+  }
 
   void count(const torch::Tensor& x, const torch::Tensor& t) override {
     const auto k = classes_;

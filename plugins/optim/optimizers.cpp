@@ -1,5 +1,11 @@
 // Optimizer plugins: LibTorch's SGD, Adam, AdamW and RMSprop with PyTorch's keys and
-// defaults. Each group of the recipe's `optimizer.groups` becomes a LibTorch param group.
+// defaults, behind graft::Optimizer. Each group of the recipe's `optimizer.groups` becomes
+// a LibTorch param group; checkpoints hold their state in Python's layout.
+#include <sstream>
+#include <type_traits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <graft/optim.h>
@@ -14,6 +20,20 @@ double non_negative(const graft::Config& c, const std::string& key) {
   const double v = c.get<double>(key);
   if (v < 0) c[key].fail("must be >= 0, got " + std::to_string(v));
   return v;
+}
+
+/// The key under which LibTorch's optimizers file a parameter's state (`state()`): its
+/// TensorImpl's address, as a string in LibTorch 1.x and as the pointer in 2.x.
+template <class Optimizer>
+auto state_key(const torch::Tensor& p) {
+  using Key = typename std::remove_reference_t<decltype(std::declval<Optimizer&>().state())>::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;  // what c10::guts::to_string(ptr) gives
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
 }
 
 // torch.optim.SGD's update in one pass over each parameter, for dense float32 CPU
@@ -37,7 +57,7 @@ class FusedSGD : public optim::SGD {
         const torch::Tensor& g = p.grad();
         optim::SGDParamState* st = nullptr;  // with momentum only, as LibTorch's SGD
         if (o.momentum() != 0) {
-          auto& slot = state()[graft::optimizer_state_key<optim::SGD>(p)];
+          auto& slot = state()[state_key<optim::SGD>(p)];
           if (!slot) slot = std::make_unique<optim::SGDParamState>();
           st = static_cast<optim::SGDParamState*>(slot.get());
         }
@@ -93,21 +113,191 @@ class FusedSGD : public optim::SGD {
   }
 };
 
-template <class Options, class Optimizer>
-graft::OptimizerFactory factory(Options base, bool has_momentum) {
-  return [base, has_momentum](const std::vector<graft::ParamGroup>& groups) -> std::unique_ptr<optim::Optimizer> {
-    std::vector<optim::OptimizerParamGroup> pg;
-    for (const auto& g : groups) {
-      auto o = std::make_unique<Options>(base);
-      o->lr(g.lr);
-      o->weight_decay(g.weight_decay);
-      if constexpr (std::is_same_v<Options, optim::SGDOptions> || std::is_same_v<Options, optim::RMSpropOptions>) {
-        if (g.momentum) o->momentum(*g.momentum);
-      }
-      (void)has_momentum;
-      pg.emplace_back(g.params, std::move(o));
-    }
-    return std::make_unique<Optimizer>(pg, base);
+// ---- LibTorch's optimizers behind graft::Optimizer ---------------------------------------
+//
+// What differs between SGD, Adam, AdamW and RMSprop is in a Traits struct each: how a
+// group's settings read under Python's names, which of them is the momentum, and how a
+// parameter's state maps to Python's keys. The adapter is the rest.
+
+torch::Tensor cpu(const torch::Tensor& t) { return t.detach().to(torch::kCPU); }
+// Python keeps Adam's and RMSprop's step as a float tensor (torch 1.12+)
+torch::Tensor step_tensor(std::int64_t step) { return torch::tensor(static_cast<double>(step), torch::kFloat); }
+std::int64_t step_of(const graft::State& s) {
+  if (!s.has("step")) return 0;
+  const auto& v = s.at("step");
+  if (const auto* t = std::get_if<torch::Tensor>(&v)) return static_cast<std::int64_t>(t->item<double>());
+  return static_cast<std::int64_t>(s.get<double>("step"));
+}
+
+/// `key` of `saved` as a tensor for `param`: same shape, on its device, a copy of its own.
+torch::Tensor like(const graft::State& saved, const char* key, const torch::Tensor& param) {
+  if (!saved.has(key)) return {};
+  const auto t = saved.get<torch::Tensor>(key);
+  if (t.sizes() != param.sizes())
+    throw graft::Error::runtime(fmt::format("'{}' has shape {}, the parameter {}", key, t.sizes(), param.sizes()));
+  return t.to(param.device(), param.scalar_type(), /*non_blocking=*/false, /*copy=*/true).contiguous();
+}
+
+void put(graft::State& s, const char* key, const torch::Tensor& t) {
+  if (t.defined()) s.set(key, cpu(t));
+}
+
+struct SgdTraits {
+  using Options = optim::SGDOptions;
+  using ParamState = optim::SGDParamState;
+  static void apply(Options& o, const graft::ParamGroup& g) {
+    if (g.momentum) o.momentum(*g.momentum);
+  }
+  static std::optional<double> momentum(const Options& o) { return o.momentum(); }
+  static void set_momentum(Options& o, double m) { o.momentum(m); }
+  static graft::State options(const Options& o) {
+    graft::State s;
+    s.set("lr", o.lr());
+    s.set("momentum", o.momentum());
+    s.set("dampening", o.dampening());
+    s.set("weight_decay", o.weight_decay());
+    s.set("nesterov", o.nesterov());
+    s.set("maximize", false);
+    s.set("foreach", std::monostate{});
+    s.set("differentiable", false);
+    return s;
+  }
+  static graft::State state(const ParamState& p) {
+    graft::State s;
+    put(s, "momentum_buffer", p.momentum_buffer());
+    return s;
+  }
+  static std::unique_ptr<ParamState> restore(const graft::State& s, const torch::Tensor& param) {
+    auto p = std::make_unique<ParamState>();
+    p->momentum_buffer(like(s, "momentum_buffer", param));
+    return p;
+  }
+};
+
+// Adam and AdamW: the same keys, in Python and in LibTorch.
+template <class O, class P> struct AdamTraits {
+  using Options = O;
+  using ParamState = P;
+  static void apply(Options&, const graft::ParamGroup&) {}
+  static std::optional<double> momentum(const Options& o) { return std::get<0>(o.betas()); }
+  static void set_momentum(Options& o, double m) { o.betas({m, std::get<1>(o.betas())}); }
+  static graft::State options(const Options& o) {
+    graft::State s;
+    s.set("lr", o.lr());
+    s.set("betas", std::vector<double>{std::get<0>(o.betas()), std::get<1>(o.betas())});
+    s.set("eps", o.eps());
+    s.set("weight_decay", o.weight_decay());
+    s.set("amsgrad", o.amsgrad());
+    s.set("maximize", false);
+    s.set("foreach", std::monostate{});
+    s.set("capturable", false);
+    s.set("differentiable", false);
+    return s;
+  }
+  static graft::State state(const ParamState& p) {
+    graft::State s;
+    s.set("step", step_tensor(p.step()));
+    put(s, "exp_avg", p.exp_avg());
+    put(s, "exp_avg_sq", p.exp_avg_sq());
+    put(s, "max_exp_avg_sq", p.max_exp_avg_sq());
+    return s;
+  }
+  static std::unique_ptr<ParamState> restore(const graft::State& s, const torch::Tensor& param) {
+    auto p = std::make_unique<ParamState>();
+    p->step(step_of(s)).exp_avg(like(s, "exp_avg", param)).exp_avg_sq(like(s, "exp_avg_sq", param));
+    p->max_exp_avg_sq(like(s, "max_exp_avg_sq", param));
+    return p;
+  }
+};
+
+struct RmspropTraits {
+  using Options = optim::RMSpropOptions;
+  using ParamState = optim::RMSpropParamState;
+  static void apply(Options& o, const graft::ParamGroup& g) {
+    if (g.momentum) o.momentum(*g.momentum);
+  }
+  static std::optional<double> momentum(const Options& o) { return o.momentum(); }
+  static void set_momentum(Options& o, double m) { o.momentum(m); }
+  static graft::State options(const Options& o) {
+    graft::State s;
+    s.set("lr", o.lr());
+    s.set("momentum", o.momentum());
+    s.set("alpha", o.alpha());
+    s.set("eps", o.eps());
+    s.set("centered", o.centered());
+    s.set("weight_decay", o.weight_decay());
+    s.set("foreach", std::monostate{});
+    s.set("maximize", false);
+    s.set("differentiable", false);
+    return s;
+  }
+  static graft::State state(const ParamState& p) {
+    graft::State s;
+    s.set("step", step_tensor(p.step()));
+    put(s, "square_avg", p.square_avg());
+    put(s, "momentum_buffer", p.momentum_buffer());
+    put(s, "grad_avg", p.grad_avg());
+    return s;
+  }
+  static std::unique_ptr<ParamState> restore(const graft::State& s, const torch::Tensor& param) {
+    auto p = std::make_unique<ParamState>();
+    p->step(step_of(s)).square_avg(like(s, "square_avg", param)).momentum_buffer(like(s, "momentum_buffer", param));
+    p->grad_avg(like(s, "grad_avg", param));
+    return p;
+  }
+};
+
+template <class Torch, class Traits> class Adapter : public graft::Optimizer {
+ public:
+  using Options = typename Traits::Options;
+
+  Adapter(const std::vector<graft::ParamGroup>& groups, Options base)
+      : base_(std::move(base)), torch_(std::vector<optim::OptimizerParamGroup>{}, base_) {
+    for (const auto& g : groups) add_group(g);
+  }
+
+  void step() override { torch_.step(); }
+  std::size_t group_count() const override { return torch_.param_groups().size(); }
+  const std::vector<torch::Tensor>& params(std::size_t g) const override { return torch_.param_groups().at(g).params(); }
+  void add_group(const graft::ParamGroup& g) override {
+    auto o = std::make_unique<Options>(base_);
+    o->lr(g.lr);
+    o->weight_decay(g.weight_decay);
+    Traits::apply(*o, g);
+    torch_.add_param_group(optim::OptimizerParamGroup(g.params, std::move(o)));
+  }
+  void add_params(std::size_t g, const std::vector<torch::Tensor>& params) override {
+    auto& list = torch_.param_groups().at(g).params();
+    list.insert(list.end(), params.begin(), params.end());
+  }
+  double lr(std::size_t g) const override { return options(g).lr(); }
+  void set_lr(std::size_t g, double lr) override { options(g).lr(lr); }
+  std::optional<double> momentum(std::size_t g) const override { return Traits::momentum(options(g)); }
+  void set_momentum(std::size_t g, double m) override { Traits::set_momentum(options(g), m); }
+  graft::State group_options(std::size_t g) const override { return Traits::options(options(g)); }
+
+  graft::State param_state(const torch::Tensor& p) const override {
+    const auto it = torch_.state().find(state_key<Torch>(p));
+    if (it == torch_.state().end() || !it->second) return {};
+    return Traits::state(static_cast<const typename Traits::ParamState&>(*it->second));
+  }
+  void load_param_state(const torch::Tensor& p, const graft::State& s) override {
+    torch_.state()[state_key<Torch>(p)] = Traits::restore(s, p);
+  }
+
+ private:
+  Options& options(std::size_t g) const {
+    auto& group = const_cast<Torch&>(torch_).param_groups().at(g);
+    return static_cast<Options&>(group.options());
+  }
+
+  Options base_;
+  Torch torch_;
+};
+
+template <class Torch, class Traits> graft::OptimizerFactory factory(typename Traits::Options base) {
+  return [base](const std::vector<graft::ParamGroup>& groups) -> std::unique_ptr<graft::Optimizer> {
+    return std::make_unique<Adapter<Torch, Traits>>(groups, base);
   };
 }
 
@@ -117,7 +307,7 @@ graft::OptimizerFactory make_sgd(const graft::Config& c) {
   o.nesterov(c.get<bool>("nesterov"));
   if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0))
     c["nesterov"].fail("Nesterov momentum requires a momentum and zero dampening");
-  return factory<optim::SGDOptions, FusedSGD>(o, true);
+  return factory<FusedSGD, SgdTraits>(o);
 }
 
 std::tuple<double, double> betas(const graft::Config& c) {
@@ -129,20 +319,20 @@ std::tuple<double, double> betas(const graft::Config& c) {
 graft::OptimizerFactory make_adam(const graft::Config& c) {
   optim::AdamOptions o(non_negative(c, "lr"));
   o.betas(betas(c)).eps(non_negative(c, "eps")).weight_decay(non_negative(c, "weight_decay")).amsgrad(c.get<bool>("amsgrad"));
-  return factory<optim::AdamOptions, optim::Adam>(o, false);
+  return factory<optim::Adam, AdamTraits<optim::AdamOptions, optim::AdamParamState>>(o);
 }
 
 graft::OptimizerFactory make_adamw(const graft::Config& c) {
   optim::AdamWOptions o(non_negative(c, "lr"));
   o.betas(betas(c)).eps(non_negative(c, "eps")).weight_decay(non_negative(c, "weight_decay")).amsgrad(c.get<bool>("amsgrad"));
-  return factory<optim::AdamWOptions, optim::AdamW>(o, false);
+  return factory<optim::AdamW, AdamTraits<optim::AdamWOptions, optim::AdamWParamState>>(o);
 }
 
 graft::OptimizerFactory make_rmsprop(const graft::Config& c) {
   optim::RMSpropOptions o(non_negative(c, "lr"));
   o.alpha(non_negative(c, "alpha")).eps(non_negative(c, "eps")).weight_decay(non_negative(c, "weight_decay"));
   o.momentum(non_negative(c, "momentum")).centered(c.get<bool>("centered"));
-  return factory<optim::RMSpropOptions, optim::RMSprop>(o, true);
+  return factory<optim::RMSprop, RmspropTraits>(o);
 }
 
 }  // namespace

@@ -71,28 +71,27 @@ class ReduceOnPlateau : public graft::Scheduler {
 
   // `best` is left out while it is the mode's worst value (±inf: no metric seen yet), so a
   // checkpoint format without infinities still holds the state.
-  std::map<std::string, double> state() const override {
-    std::map<std::string, double> s{{"num_bad_epochs", static_cast<double>(bad_epochs_)},
-                                    {"cooldown_counter", static_cast<double>(cooldown_counter_)},
-                                    {"reductions", static_cast<double>(reductions_)},
-                                    {"last_epoch", static_cast<double>(observed_)}};
-    if (best_ != worst()) s["best"] = best_;
-    return s;
+  void save_state(graft::State& s) const override {
+    s.set("num_bad_epochs", bad_epochs_);
+    s.set("cooldown_counter", cooldown_counter_);
+    s.set("reductions", reductions_);
+    s.set("last_epoch", observed_);
+    if (best_ != worst()) s.set("best", best_);
   }
 
-  void load_state(const std::map<std::string, double>& s) override {
+  void load_state(const graft::State& s) override {
+    // ints (numbers in checkpoints of graft's format 1)
     auto count = [&](const char* key) {
-      const auto it = s.find(key);
-      if (it == s.end() || !(it->second >= 0) || it->second != std::floor(it->second))
-        throw graft::Error::runtime(std::string("scheduler reduce_on_plateau: the saved state has no valid '") + key + "'");
-      return static_cast<std::int64_t>(it->second);
+      const double v = s.get<double>(key);
+      if (!(v >= 0) || v != std::floor(v))
+        throw graft::Error::runtime(std::string("'") + key + "' is not a count: " + std::to_string(v));
+      return static_cast<std::int64_t>(v);
     };
     bad_epochs_ = count("num_bad_epochs");
     cooldown_counter_ = count("cooldown_counter");
     reductions_ = count("reductions");
     observed_ = count("last_epoch");
-    const auto best = s.find("best");
-    best_ = best == s.end() ? worst() : best->second;
+    best_ = s.get<double>("best", worst());
   }
 
  private:

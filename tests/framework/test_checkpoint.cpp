@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -19,10 +20,10 @@
 #include <torch/torch.h>
 
 #include "graft/error.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
-#include "graft/serialize.h"
-#include "graft/trainer.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+#include "graft/host/serialize.h"
+#include "graft/host/trainer.h"
 #include "support/plugins.h"
 #include "support/run.h"
 #include "support/wait.h"
@@ -97,9 +98,10 @@ struct Reference {
     dir = graft::test::temp_dir("ckpt-ref");
     run = dir / "run";
     write_recipe(dir, "checkpoint: [save_last, {name: every_n_steps, n: 1}, every_n_epochs]\n");
-    const auto r = fit(dir / "recipe.yaml", run);
-    BOOST_REQUIRE(r.steps == 30);
+    result = fit(dir / "recipe.yaml", run);
+    BOOST_REQUIRE(result.steps == 30);
   }
+  graft::FitResult result;
   ~Reference() { fs::remove_all(dir); }
   fs::path file(const std::string& name) const { return run / "checkpoints" / name; }
 };
@@ -203,6 +205,11 @@ BOOST_AUTO_TEST_CASE(resumed_runs_end_bit_identical_to_the_uninterrupted_run) {
       // the metrics go on where they were
       const auto lines = slurp(out / "metrics.jsonl");
       BOOST_TEST(contains(lines, "\"step\":30"));
+      // the last epoch's train/* metrics are the uninterrupted run's, also when resumed
+      // within that epoch (the metrics' running sums are in the checkpoint)
+      for (const auto& [k, v] : ref.result.metrics)
+        if (k.rfind("train/", 0) == 0) BOOST_TEST(r.metrics.at(k) == v, k);
+      BOOST_TEST(ref.result.metrics.count("train/top1") == 1u);
     }
   }
   BOOST_TEST(position_batch(ref.file("step-00000020.pth")) == 10);
@@ -225,6 +232,51 @@ BOOST_AUTO_TEST_CASE(adam_adamw_and_rmsprop_state_resumes_exactly) {
       const auto state = graft::read_torch_file((dir / "a/checkpoints/step-00000007.pth").string())
                              .toGenericDict().at("optimizer_state_dict").toGenericDict().at("state").toGenericDict();
       BOOST_TEST(state.size() > 0u);
+    }
+  }
+  fs::remove_all(dir);
+}
+
+// A checkpoint whose layout is damaged (a key missing, a value of another type) is refused
+// with one line naming the file and the key, never a crash or a std::bad_variant.
+BOOST_AUTO_TEST_CASE(a_malformed_checkpoint_names_the_key_at_fault) {
+  const auto& ref = reference();
+  const auto dir = graft::test::temp_dir("ckpt-malformed");
+  const auto recipe = write_recipe(dir, "checkpoint: [save_last]\n");
+  auto damaged = [&](const std::string& name, const std::function<void(c10::impl::GenericDict&)>& damage) {
+    auto c = graft::read_torch_file(ref.file("step-00000013.pth").string()).toGenericDict();
+    damage(c);
+    const auto path = dir / name;
+    graft::write_torch_file(c, path.string());
+    return path;
+  };
+  const std::vector<std::pair<std::function<void(c10::impl::GenericDict&)>, std::string>> cases = {
+      {[](auto& c) { c.at("graft").toGenericDict().at("train_sums").toGenericDict().erase("seen"); },
+       "checkpoint key 'graft.train_sums': has no 'seen'"},
+      {[](auto& c) { c.at("graft").toGenericDict().at("position").toGenericDict().insert_or_assign("batch", std::string("five")); },
+       "checkpoint key 'graft.position.batch': expected an int, found String"},
+      {[](auto& c) { c.erase("optimizer_state_dict"); }, "has no 'optimizer_state_dict'"},
+      {[](auto& c) { c.at("scheduler").toGenericDict().insert_or_assign("count", 2.5); },
+       "checkpoint key 'scheduler': 'count': expected an int, found a float"},
+      {[](auto& c) {
+         c.at("graft").toGenericDict().at("metric_states").toGenericDict().at("0").toGenericDict().erase("correct");
+       },
+       "checkpoint key 'graft.metric_states.0': metric 0: no 'correct' in the saved state"},
+      {[](auto& c) { c.at("graft").toGenericDict().insert_or_assign("format", c10::IValue(std::int64_t{7})); },
+       "checkpoint format 7; this graft reads formats 1 to 2"},
+  };
+  int k = 0;
+  for (const auto& [damage, expected] : cases) {
+    const auto path = damaged("bad-" + std::to_string(k++) + ".pth", damage);
+    BOOST_TEST_CONTEXT(expected) {
+      try {
+        fit(recipe, dir / "run", path.string());
+        BOOST_TEST(false, "resumed from a damaged checkpoint");
+      } catch (const graft::Error& e) {
+        BOOST_TEST(contains(e.what(), expected), e.what());
+        BOOST_TEST(contains(e.what(), path.string()), e.what());
+        BOOST_TEST(std::string(e.what()).find('\n') == std::string::npos);
+      }
     }
   }
   fs::remove_all(dir);

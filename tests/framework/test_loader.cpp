@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <set>
 
-#include "graft/loader.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
+#include "graft/host/data_plan.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
 #include "support/plugins.h"
 #include "support/run.h"
 

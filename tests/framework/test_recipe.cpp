@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "graft/config.h"
-#include "graft/recipe.h"
+#include "graft/host/recipe.h"
 #include "support/plugins.h"
 #include "support/run.h"
 

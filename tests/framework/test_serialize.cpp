@@ -11,9 +11,9 @@
 
 #include <zlib.h>
 
-#include "graft/serialize.h"
+#include "graft/host/serialize.h"
 #include "support/run.h"
-#include "zip_index.h"  // graft_core's own: the CRC it checks records with
+#include "io/zip_index.h"  // graft_core's own: the CRC it checks records with
 
 namespace fs = std::filesystem;
 using graft::test::contains;

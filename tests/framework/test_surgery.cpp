@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "graft/plan.h"
-#include "graft/surgery.h"
+#include "graft/host/build.h"
+#include "graft/host/surgery.h"
 #include "support/plugins.h"
 #include "support/run.h"
 

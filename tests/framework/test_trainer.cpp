@@ -12,10 +12,10 @@
 #include <torch/torch.h>
 
 #include "graft/error.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
-#include "graft/serialize.h"
-#include "graft/trainer.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+#include "graft/host/serialize.h"
+#include "graft/host/trainer.h"
 #include "support/plugins.h"
 #include "support/run.h"
 

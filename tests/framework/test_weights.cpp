@@ -11,10 +11,13 @@
 #include <fstream>
 #include <thread>
 
+#include "graft/host/download.h"
+#include "graft/host/sha256.h"
+#include "graft/glob.h"
 #include "graft/model.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
-#include "graft/weights.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+#include "graft/host/weights.h"
 #include "support/plugins.h"
 #include "support/run.h"
 #include "support/wait.h"

@@ -4,7 +4,7 @@
 
 #include <graft/data.h>
 #include <graft/plugin.h>
-#include <graft/recipe.h>
+#include <graft/host/recipe.h>
 
 #include "fuzz_util.h"
 

@@ -8,9 +8,9 @@
 #include <map>
 #include <sstream>
 
-#include <graft/plan.h>
-#include <graft/recipe.h>
-#include <graft/registry.h>
+#include "graft/host/check.h"
+#include <graft/host/recipe.h>
+#include <graft/host/registry.h>
 
 #include "fuzz_util.h"
 

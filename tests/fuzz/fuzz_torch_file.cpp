@@ -6,7 +6,7 @@
 #include <ATen/core/Dict.h>
 #include <ATen/core/List.h>
 
-#include <graft/serialize.h>
+#include <graft/host/serialize.h>
 
 #include "fuzz_util.h"
 

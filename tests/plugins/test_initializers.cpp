@@ -10,8 +10,8 @@
 #include <fstream>
 
 #include "graft/init.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
 #include "initializers/gain.h"
 #include "support/plugins.h"
 #include "support/run.h"

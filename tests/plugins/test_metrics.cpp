@@ -11,8 +11,8 @@
 #include <fstream>
 
 #include "graft/metrics.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
 #include "support/plugins.h"
 #include "support/run.h"
 

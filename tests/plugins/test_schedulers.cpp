@@ -10,8 +10,8 @@
 #include <fstream>
 #include <set>
 
-#include "graft/recipe.h"
-#include "graft/registry.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
 #include "graft/schedule.h"
 #include "support/plugins.h"
 #include "support/run.h"

@@ -4,8 +4,8 @@
 #include <torch/torch.h>
 
 #include "graft/model.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
 #include "support/plugins.h"
 #include "support/run.h"
 

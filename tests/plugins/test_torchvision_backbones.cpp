@@ -11,9 +11,9 @@
 #include <map>
 
 #include "graft/model.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
-#include "graft/serialize.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+#include "graft/host/serialize.h"
 #include "support/plugins.h"
 #include "support/run.h"
 

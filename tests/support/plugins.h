@@ -8,8 +8,8 @@
 #include <utility>
 
 #include "graft/error.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
 
 namespace graft::test {
 

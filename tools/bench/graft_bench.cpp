@@ -32,15 +32,17 @@
 #include <torch/torch.h>
 
 #include "graft/error.h"
-#include "graft/loader.h"
-#include "zip_index.h"  // graft_core's CRC-32, for the check's own row
+#include "graft/host/data_plan.h"
+#include "io/zip_index.h"  // graft_core's CRC-32, for the check's own row
 #include "graft/metrics.h"
 #include "graft/model.h"
-#include "graft/plan.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
-#include "graft/serialize.h"
-#include "graft/trainer.h"
+#include "graft/host/build.h"
+#include "graft/host/check.h"
+#include "graft/host/optimizer_plan.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+#include "graft/host/serialize.h"
+#include "graft/host/trainer.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -189,7 +191,7 @@ json cmd_train(const Args& a) {
     }
     l_.backward();
     optimizer->step();
-    graft::clear_grads(*optimizer);
+    optimizer->zero_grad();
     samples += y.size(0);
   }
   const double seconds = since(started);

@@ -10,14 +10,17 @@
 #include <iostream>
 
 #include "graft/model.h"
-#include "graft/plan.h"
-#include "graft/recipe.h"
-#include "graft/registry.h"
-#include "graft/serialize.h"
-#include "graft/summary.h"
-#include "graft/trainer.h"
+#include "graft/host/build.h"
+#include "graft/host/check.h"
+#include "graft/host/optimizer_plan.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+#include "graft/host/serialize.h"
+#include "graft/state.h"
+#include "graft/host/summary.h"
+#include "graft/host/trainer.h"
 #include "graft/version.h"
-#include "graft/weights.h"
+#include "graft/host/weights.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -35,6 +38,31 @@ std::string grouped(std::int64_t n) {
   std::string s = std::to_string(n);
   for (int i = static_cast<int>(s.size()) - 3; i > (n < 0 ? 1 : 0); i -= 3) s.insert(static_cast<std::size_t>(i), ",");
   return s;
+}
+
+// An optimizer setting as `graft check` shows it (shortest text that reads back the same
+// number: 0.9, not 0.90000000000000002); nullopt for what is not a setting (tensors, none).
+std::optional<std::string> state_value_text(const State::Value& v) {
+  return std::visit(
+      [](const auto& x) -> std::optional<std::string> {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate> || std::is_same_v<T, torch::Tensor>) return std::nullopt;
+        else if constexpr (std::is_same_v<T, std::vector<std::int64_t>> || std::is_same_v<T, std::vector<double>> ||
+                           std::is_same_v<T, std::vector<std::string>>)
+          return fmt::format("[{}]", fmt::join(x, ", "));
+        else return fmt::format("{}", x);
+      },
+      v);
+}
+
+json state_value_json(const State::Value& v) {
+  return std::visit(
+      [](const auto& x) -> json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate> || std::is_same_v<T, torch::Tensor>) return nullptr;
+        else return json(x);
+      },
+      v);
 }
 
 // Loads the recipe and every plugin library it can use: built-in, GRAFT_PLUGIN_PATH, and
@@ -129,19 +157,22 @@ int cmd_check(const RecipeArgs& args) {
   if (!l->recipe.root["optimizer"].is_null()) {
     optimizer_plan = plan_optimizer(l->recipe, l->registry, model, frozen);
     const auto optimizer = make_optimizer(l->recipe, l->registry, *optimizer_plan);
-    // report what the optimizer really holds, group by group
-    for (std::size_t k = 0; k < optimizer->param_groups().size(); ++k) {
-      const auto& g = optimizer->param_groups()[k];
-      const auto settings = group_settings(g);
+    // report what the optimizer really holds, group by group, with all its settings
+    for (std::size_t k = 0; k < optimizer->group_count(); ++k) {
+      const auto& params = optimizer->params(k);
       std::int64_t n = 0;
-      for (const auto& t : g.params()) n += t.numel();
+      for (const auto& t : params) n += t.numel();
       const auto& planned = optimizer_plan->groups[k];
-      groups.push_back({{"name", planned.name}, {"tensors", g.params().size()}, {"params", n}, {"lr", settings.lr},
-                        {"weight_decay", settings.weight_decay},
-                        {"momentum", settings.momentum ? json(*settings.momentum) : json(nullptr)}});
-      groups_text += fmt::format("group       {:<16} {:>4} tensors {:>12} params  lr {:<10g} weight_decay {:<8g}{}\n",
-                                 planned.name, g.params().size(), grouped(n), settings.lr, settings.weight_decay,
-                                 settings.momentum ? fmt::format(" momentum {:g}", *settings.momentum) : "");
+      json settings = json::object();
+      std::string text;
+      for (const auto& [key, value] : optimizer->group_options(k).items()) {
+        const auto shown = state_value_text(value);
+        if (!shown) continue;  // tensors, none: not settings
+        settings[key] = state_value_json(value);
+        text += fmt::format(" {} {}", key, *shown);
+      }
+      groups.push_back({{"name", planned.name}, {"tensors", params.size()}, {"params", n}, {"options", settings}});
+      groups_text += fmt::format("group       {:<16} {:>4} tensors {:>12} params {}\n", planned.name, params.size(), grouped(n), text);
     }
   }
   std::map<std::string, std::int64_t> origins;

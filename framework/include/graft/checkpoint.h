@@ -4,7 +4,7 @@
 // writing it once when several names are asked for at one point, and resuming from it.
 //
 // A strategy is a Hook, so it sees every stage of the run and keeps its own state in the
-// checkpoint (on_save_checkpoint / on_load_checkpoint). At each save point the trainer asks
+// checkpoint (save_state / load_state, graft/state.h). At each save point the trainer asks
 // every strategy, in recipe order, for the files it wants now.
 //
 //   class EveryTenSteps : public graft::CheckpointStrategy {

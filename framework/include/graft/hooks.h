@@ -1,6 +1,6 @@
 // Trainer hooks: plugins called at every stage of a run. A hook reads metrics, writes to
 // the run dir, changes learning rates, requests a stop, and keeps its own state in
-// checkpoints.
+// checkpoints (save_state / load_state, graft/state.h).
 //
 //   class PrintLoss : public graft::Hook {
 //     void on_batch_end(graft::TrainContext& c) override {
@@ -16,12 +16,11 @@
 #include <memory>
 #include <string>
 
-#include <ATen/core/Dict.h>
-#include <ATen/core/ivalue.h>
 #include <torch/nn/module.h>
-#include <torch/optim/optimizer.h>
 
+#include "graft/optim.h"
 #include "graft/plugin.h"
+#include "graft/state.h"
 
 namespace graft {
 
@@ -37,7 +36,7 @@ struct TrainContext {
   std::int64_t max_steps = 0;  ///< 0: no limit
 
   torch::nn::Module* model = nullptr;              ///< the model being trained (on its device)
-  torch::optim::Optimizer* optimizer = nullptr;    ///< set lrs through its param_groups()
+  Optimizer* optimizer = nullptr;                  ///< per-group lr and momentum (graft/optim.h)
   torch::Tensor inputs, targets;                   ///< the current batch (on the device)
   torch::Tensor output;                            ///< the model's output, after forward
   torch::Tensor loss;                              ///< this batch's loss, after forward
@@ -64,9 +63,11 @@ struct TrainContext {
   int exit_code = 0;  ///< non-zero: interrupted (request_interrupt)
 };
 
-class Hook {
+/// Every stage a no-op: a hook overrides the ones it needs. Its state, if any, goes into
+/// checkpoints through save_state() / load_state() (Stateful); load_state() is called on
+/// resume before on_fit_start().
+class Hook : public Stateful {
  public:
-  virtual ~Hook() = default;
   virtual void on_fit_start(TrainContext&) {}
   virtual void on_fit_end(TrainContext&) {}
   virtual void on_epoch_start(TrainContext&) {}
@@ -79,12 +80,6 @@ class Hook {
   virtual void on_batch_end(TrainContext&) {}
   virtual void on_validation_start(TrainContext&) {}
   virtual void on_validation_end(TrainContext&) {}  ///< "val/..." metrics known
-  /// Called when a checkpoint is written: a hook adds its own state to `state` (its
-  /// entry in the checkpoint, a dict with string keys, empty at first:
-  /// `state.insert("best", best_)`) and gets it back in on_load_checkpoint
-  /// (`state.at("best").toDouble()`).
-  virtual void on_save_checkpoint(TrainContext&, c10::impl::GenericDict& state) { (void)state; }
-  virtual void on_load_checkpoint(TrainContext&, const c10::impl::GenericDict& state) { (void)state; }
   /// The run is failing with `error` (rethrown after every hook has seen it).
   virtual void on_exception(TrainContext&, const std::exception& error) { (void)error; }
 };

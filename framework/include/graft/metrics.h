@@ -15,6 +15,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "graft/plugin.h"
+#include "graft/state.h"
 
 namespace graft {
 
@@ -31,9 +32,10 @@ template <> struct ProductOf<Kind::loss> { using type = std::shared_ptr<Loss>; }
 
 /// A metric accumulated over batches (training or an evaluation pass): reset(), update()
 /// for every batch, then compute(). One instance is used by one pass at a time.
-class Metric {
+/// Its running sums go into checkpoints (save_state / load_state, Stateful), so a run
+/// resumed mid-epoch reports the same train/* values as the run that was not stopped.
+class Metric : public Stateful {
  public:
-  virtual ~Metric() = default;
   virtual void reset() = 0;
   /// One batch: `output` [N, K] logits and `target` [N] class indices (any device; the
   /// metric moves what it keeps to the CPU).

@@ -13,12 +13,12 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "graft/plugin.h"
+#include "graft/state.h"
 
 namespace graft {
 
@@ -30,9 +30,10 @@ struct ScheduleInfo {
   bool per_step = false;             ///< advanced after every optimizer step (else every epoch)
 };
 
-class Scheduler {
+/// What observe() accumulated (reduce_on_plateau's best and patience) goes into checkpoints
+/// through save_state() / load_state() (Stateful); graft keeps `count` itself.
+class Scheduler : public Stateful {
  public:
-  virtual ~Scheduler() = default;
   /// "epoch" or "step": the interval used when the recipe does not say.
   virtual std::string default_interval() const { return "epoch"; }
   virtual void setup(const ScheduleInfo& info) { (void)info; }
@@ -49,9 +50,6 @@ class Scheduler {
   /// called with its value at every scheduler step, before lr() is asked.
   virtual std::string monitor() const { return {}; }
   virtual void observe(double value) { (void)value; }
-  /// What observe() accumulated, for checkpoints (resume restores it with load_state()).
-  virtual std::map<std::string, double> state() const { return {}; }
-  virtual void load_state(const std::map<std::string, double>& state) { (void)state; }
 };
 
 template <> struct ProductOf<Kind::scheduler> { using type = std::shared_ptr<Scheduler>; };

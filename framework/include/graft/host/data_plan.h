@@ -1,0 +1,32 @@
+// The recipe's `data:` section, opened: the dataset plugin's splits (class subsets,
+// samples per class, a seeded validation split), the transforms and the loaders' options.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graft/data.h"
+#include "graft/host/loader.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+
+namespace graft {
+
+/// What `data:` describes, opened.
+struct DataPlan {
+  std::shared_ptr<Dataset> train, val, test;  ///< val may be null (no validation)
+  std::vector<std::shared_ptr<Transform>> train_transforms, eval_transforms;
+  std::vector<std::string> classes;           ///< after subsetting and relabelling
+  std::vector<std::int64_t> sample_shape;     ///< one transformed training sample (C, H, W)
+  LoaderOptions train_options, eval_options;
+  std::string description;                    ///< a line per split: sizes, classes
+};
+
+/// The schema of the recipe's `data:` section.
+const Schema& data_schema();
+/// Opens the datasets and builds the transforms of `data:`. Errors name the recipe key.
+DataPlan build_data(const Recipe& recipe, const Registry& registry);
+
+}  // namespace graft

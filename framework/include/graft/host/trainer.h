@@ -1,0 +1,65 @@
+// The trainer (host side): fits the model a recipe describes on its data, calling hooks
+// at every stage, and evaluates checkpoints. The CLI's `train` and `eval` are thin over it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+
+namespace graft {
+
+struct TrainOptions {
+  std::string run_dir;             ///< "" = runs/<recipe name>-<date-time>
+  bool write_run_dir = true;       ///< false: nothing written (tests, dry runs)
+  std::optional<bool> progress;    ///< a progress bar; default: when stderr is a terminal
+  /// "auto": the newest good checkpoint of the run dir (without one: the newest run dir of
+  /// this recipe under runs/); a path: that checkpoint. The run goes on in its run dir.
+  std::string resume;
+  /// A new run whose model starts from this checkpoint's weights (nothing else of it).
+  std::string resume_weights_only;
+};
+
+/// One evaluation pass over a split.
+struct PassResult {
+  std::string split;
+  std::map<std::string, double> metrics;  ///< "loss", "top1", "top5", ...
+  std::int64_t samples = 0;
+  std::string report;                     ///< metric reports (confusion matrix, per class)
+};
+
+struct FitResult {
+  std::int64_t epochs = 0;   ///< epochs begun
+  std::int64_t steps = 0;    ///< optimizer steps done
+  std::string stop_reason;   ///< "epochs", "max_steps", or what a hook said
+  std::map<std::string, double> metrics;  ///< the last values ("train/loss", "val/top1", ...)
+  std::optional<PassResult> test;         ///< the final pass on the test split
+  std::string run_dir;
+  std::string checkpoint;    ///< the last checkpoint written, if any
+  std::string resumed_from;  ///< the checkpoint the run resumed from, if any
+  int exit_code = 0;         ///< non-zero: interrupted (a signal), as the strategy says
+  double seconds = 0;        ///< training time, across resumes
+};
+
+FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options);
+
+/// The process-wide CPU settings graft computes with; fit and evaluate apply them (with
+/// `trainer.threads`), and a tool that runs models outside them should too:
+/// - LibTorch's intra-op threads = `threads`;
+/// - OpenBLAS held to one thread, unless OPENBLAS_NUM_THREADS is set: LibTorch splits work
+///   over its own OpenMP threads already, and the pthread OpenBLAS's pool beside them made a
+///   small CNN's step 1.5x slower on 2 cores (README, "Benchmarks");
+/// - glibc keeping freed memory in the heap, large buffers included (no mmap): a step frees
+///   and reallocates the same buffers.
+void configure_cpu(int threads);
+
+/// Builds the recipe's model without its pretrained weights, loads `checkpoint` (a graft
+/// checkpoint or a plain state dict) strictly, and evaluates it on `split` (default: the
+/// recipe's test split).
+PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint,
+                    const std::string& split = "");
+
+}  // namespace graft

@@ -1,0 +1,230 @@
+// The loader: an epoch's order is a permutation seeded by (seed, epoch); batch b holds
+// order[b * batch_size ...]; sample i of epoch e is transformed with its own
+// Rng(seed_for(seed, e, i)). Worker w makes batches first + w, first + w + W, ... into its
+// own queue of at most `prefetch` batches, and next() takes them round-robin, so the
+// batches and their order never depend on the number of workers or on timing.
+#include "graft/host/loader.h"
+
+#include "io/dtype_name.h"
+
+#include <torch/torch.h>
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace graft {
+
+namespace {
+
+std::string shape_str(c10::IntArrayRef s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+/// The same error with "sample N: " in front, keeping its kind.
+[[noreturn]] void rethrow_for_sample(std::int64_t index) {
+  const std::string at = "sample " + std::to_string(index) + ": ";
+  try {
+    throw;
+  } catch (const Error& e) {
+    throw Error(e.kind(), at + e.message(), e.where());
+  } catch (const c10::Error& e) {
+    throw Error::runtime(at + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw Error::runtime(at + first_line(e.what()));
+  }
+}
+
+// The tag that keeps the order's random stream apart from every sample's (an index no
+// dataset reaches).
+constexpr std::uint64_t kOrderStream = ~0ULL;
+
+}  // namespace
+
+struct Loader::Impl {
+  std::shared_ptr<Dataset> data;
+  std::vector<std::shared_ptr<Transform>> transforms;
+  LoaderOptions options;
+
+  // The epoch being served.
+  std::int64_t epoch = 0;
+  std::vector<std::int64_t> order;
+  std::int64_t first = 0, next_batch = 0, end_batch = 0;
+  bool started = false;
+  std::exception_ptr failed;
+
+  // Workers.
+  struct Item {
+    std::optional<Batch> batch;
+    std::exception_ptr error;
+  };
+  std::mutex mutex;
+  std::condition_variable space, ready;
+  std::vector<std::deque<Item>> queues;
+  bool stopping = false;
+  std::vector<std::thread> threads;
+
+  Batch make_batch(std::int64_t b) const {
+    const auto begin = b * options.batch_size;
+    const auto end = std::min<std::int64_t>(begin + options.batch_size, static_cast<std::int64_t>(order.size()));
+    Batch batch;
+    std::vector<torch::Tensor> inputs;
+    std::vector<std::int64_t> targets;
+    for (auto k = begin; k < end; ++k) {
+      const auto index = order[static_cast<std::size_t>(k)];
+      try {
+        Sample s = data->get(index);
+        Rng rng(Rng::seed_for(options.seed, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(index)));
+        torch::Tensor x = s.input;
+        for (const auto& t : transforms) x = t->apply(x, rng);
+        if (!x.is_floating_point())
+          throw Error::usage("the transforms give " + dtype_name(x.scalar_type()) +
+                             " images; end them with to_tensor");
+        if (!inputs.empty() && x.sizes() != inputs.front().sizes())
+          throw Error::usage("its image is " + shape_str(x.sizes()) + " but sample " + std::to_string(batch.indices[0]) +
+                             " of the same batch is " + shape_str(inputs.front().sizes()) +
+                             "; resize or crop to one size");
+        inputs.push_back(x.contiguous());
+        targets.push_back(s.target);
+        batch.indices.push_back(index);
+      } catch (...) {
+        rethrow_for_sample(index);
+      }
+    }
+    batch.inputs = torch::stack(inputs);
+    batch.targets = torch::tensor(targets, torch::kInt64);
+    return batch;
+  }
+
+  void work(std::size_t w) {
+    const auto n = static_cast<std::int64_t>(queues.size());
+    for (auto b = first + static_cast<std::int64_t>(w); b < end_batch; b += n) {
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        space.wait(lock, [&] { return stopping || static_cast<std::int64_t>(queues[w].size()) < options.prefetch; });
+        if (stopping) return;
+      }
+      Item item;
+      try {
+        item.batch = make_batch(b);
+      } catch (...) {
+        item.error = std::current_exception();
+      }
+      const bool failed_here = static_cast<bool>(item.error);
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        queues[w].push_back(std::move(item));
+      }
+      ready.notify_all();
+      if (failed_here) return;
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+    }
+    space.notify_all();
+    for (auto& t : threads) t.join();
+    threads.clear();
+    queues.clear();
+    stopping = false;
+  }
+};
+
+Loader::Loader(std::shared_ptr<Dataset> data, std::vector<std::shared_ptr<Transform>> transforms,
+               LoaderOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!data) throw Error::runtime("Loader: no dataset");
+  if (options.batch_size < 1) throw Error::usage("batch_size must be at least 1, got " + std::to_string(options.batch_size));
+  if (options.workers < 0) throw Error::usage("workers must not be negative, got " + std::to_string(options.workers));
+  if (options.prefetch < 1) throw Error::usage("prefetch must be at least 1, got " + std::to_string(options.prefetch));
+  impl_->data = std::move(data);
+  impl_->transforms = std::move(transforms);
+  impl_->options = options;
+}
+
+Loader::~Loader() { impl_->stop(); }
+
+std::int64_t Loader::size() const { return impl_->data->size(); }
+
+std::int64_t Loader::batches_per_epoch() const {
+  const auto n = size(), bs = impl_->options.batch_size;
+  return impl_->options.drop_last ? n / bs : (n + bs - 1) / bs;
+}
+
+const LoaderOptions& Loader::options() const { return impl_->options; }
+
+std::vector<std::int64_t> Loader::order(std::int64_t epoch) const {
+  const auto n = size();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+  if (!impl_->options.shuffle) return order;
+  // Fisher-Yates with graft's own draws: the same permutation on every platform.
+  Rng rng(Rng::seed_for(impl_->options.seed, static_cast<std::uint64_t>(epoch), kOrderStream));
+  for (std::int64_t i = n - 1; i > 0; --i)
+    std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(rng.integer(0, i))]);
+  return order;
+}
+
+void Loader::start(std::int64_t epoch, std::int64_t first_batch) {
+  auto& m = *impl_;
+  m.stop();
+  const auto batches = batches_per_epoch();
+  if (epoch < 0) throw Error::usage("epoch must not be negative, got " + std::to_string(epoch));
+  if (first_batch < 0 || first_batch > batches)
+    throw Error::usage("cannot start at batch " + std::to_string(first_batch) + " of an epoch of " +
+                       std::to_string(batches) + " batches");
+  m.epoch = epoch;
+  m.order = order(epoch);
+  if (m.options.drop_last) m.order.resize(static_cast<std::size_t>(batches * m.options.batch_size));
+  m.first = m.next_batch = first_batch;
+  m.end_batch = batches;
+  m.started = true;
+  m.failed = nullptr;
+  const auto workers = std::min<std::int64_t>(m.options.workers, batches - first_batch);
+  if (workers <= 0) return;
+  m.queues.resize(static_cast<std::size_t>(workers));
+  for (std::size_t w = 0; w < static_cast<std::size_t>(workers); ++w) m.threads.emplace_back([&m, w] { m.work(w); });
+}
+
+std::optional<Batch> Loader::next() {
+  auto& m = *impl_;
+  if (!m.started) start(0);
+  if (m.failed) std::rethrow_exception(m.failed);
+  if (m.next_batch >= m.end_batch) return std::nullopt;
+  const auto b = m.next_batch;
+  if (m.threads.empty()) {
+    ++m.next_batch;
+    try {
+      return m.make_batch(b);
+    } catch (...) {
+      m.failed = std::current_exception();
+      throw;
+    }
+  }
+  const auto w = static_cast<std::size_t>((b - m.first) % static_cast<std::int64_t>(m.queues.size()));
+  Impl::Item item;
+  {
+    std::unique_lock<std::mutex> lock(m.mutex);
+    m.ready.wait(lock, [&] { return !m.queues[w].empty(); });
+    item = std::move(m.queues[w].front());
+    m.queues[w].pop_front();
+  }
+  m.space.notify_all();
+  ++m.next_batch;
+  if (item.error) {
+    m.failed = item.error;
+    std::rethrow_exception(item.error);
+  }
+  return std::move(item.batch);
+}
+
+}  // namespace graft

@@ -1,0 +1,236 @@
+#include "graft/host/registry.h"
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "config/node.h"
+
+namespace fs = std::filesystem;
+
+namespace graft {
+
+namespace {
+const std::vector<Kind> kinds = {Kind::backbone, Kind::module,     Kind::initializer, Kind::freezer,
+                                 Kind::checkpoint, Kind::hook,     Kind::dataset,     Kind::transform,
+                                 Kind::optimizer,  Kind::scheduler, Kind::loss,       Kind::metric};
+
+std::string major_minor(const std::string& version) {
+  const auto first = version.find('.');
+  if (first == std::string::npos) return version;
+  const auto second = version.find('.', first + 1);
+  return version.substr(0, second);
+}
+
+std::string first_line(const std::string& s) {
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+}  // namespace
+
+const std::vector<Kind>& all_kinds() { return kinds; }
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::backbone: return "backbone";
+    case Kind::module: return "module";
+    case Kind::initializer: return "initializer";
+    case Kind::freezer: return "freezer";
+    case Kind::checkpoint: return "checkpoint";
+    case Kind::hook: return "hook";
+    case Kind::dataset: return "dataset";
+    case Kind::transform: return "transform";
+    case Kind::optimizer: return "optimizer";
+    case Kind::scheduler: return "scheduler";
+    case Kind::loss: return "loss";
+    case Kind::metric: return "metric";
+  }
+  return "?";
+}
+
+bool parse_kind(const std::string& name, Kind& out) {
+  for (Kind k : kinds) {
+    if (name == kind_name(k)) {
+      out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+struct Registry::Impl {
+  // Libraries stay loaded for the life of the process: objects made by their factories
+  // (modules, hooks) hold code from them, and unloading at exit races with destructors.
+  std::vector<boost::dll::shared_library>* libraries = new std::vector<boost::dll::shared_library>();
+  std::set<std::string> seen;
+};
+
+Registry::Registry() : impl_(std::make_unique<Impl>()) {}
+Registry::~Registry() = default;
+
+std::vector<std::string> Registry::default_search_path() {
+  std::vector<std::string> paths;
+  // graft_core lives in <prefix>/lib; its built-in plugins in <prefix>/lib/graft/plugins,
+  // both in the build tree and in an installed tree.
+  const fs::path core = boost::dll::this_line_location().string();
+  paths.push_back((core.parent_path() / "graft" / "plugins").string());
+  if (const char* env = std::getenv("GRAFT_PLUGIN_PATH")) {
+    std::string all = env, cur;
+    for (char c : all + ":") {
+      if (c == ':') {
+        if (!cur.empty()) paths.push_back(cur);
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    }
+  }
+  return paths;
+}
+
+void Registry::scan(const std::vector<std::string>& paths) {
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      std::vector<std::string> files;
+      for (const auto& entry : fs::directory_iterator(p, ec))
+        if (entry.path().extension() == ".so") files.push_back(entry.path().string());
+      std::sort(files.begin(), files.end());
+      for (const auto& f : files) load_library(f);
+    } else if (fs::exists(p, ec)) {
+      load_library(p);
+    } else {
+      refusals_.push_back({p, "no such file or directory"});
+      spdlog::error("plugin path {}: no such file or directory", p);
+    }
+  }
+}
+
+bool Registry::load_library(const std::string& path) {
+  std::error_code ec;
+  const std::string canonical = fs::weakly_canonical(path, ec).string();
+  if (!impl_->seen.insert(canonical).second) return true;
+
+  auto refuse = [&](const std::string& reason) {
+    refusals_.push_back({path, reason});
+    spdlog::error("plugin library {} refused: {}", path, reason);
+    return false;
+  };
+
+  boost::dll::shared_library lib;
+  try {
+    lib.load(path, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    return refuse(std::string("cannot be loaded: ") + first_line(e.what()));
+  }
+  if (!lib.has("graft_plugin_abi_version") || !lib.has("graft_plugin_torch_version") ||
+      !lib.has("graft_plugin_manifest"))
+    return refuse("not a graft plugin (no graft manifest; build it with graft_add_plugin())");
+
+  // Data symbols only: nothing in the library runs before both versions match.
+  const int abi = lib.get<const int>("graft_plugin_abi_version");
+  if (abi != GRAFT_ABI_VERSION)
+    return refuse("built for graft plugin ABI " + std::to_string(abi) + ", this graft has ABI " +
+                  std::to_string(GRAFT_ABI_VERSION) + "; rebuild the plugin against this graft");
+  const std::string torch_version = &lib.get<const char>("graft_plugin_torch_version");
+  if (major_minor(torch_version) != major_minor(TORCH_VERSION))
+    return refuse("built with LibTorch " + torch_version + ", this graft uses LibTorch " + TORCH_VERSION +
+                  "; rebuild the plugin against this LibTorch");
+
+  Manifest manifest;
+  try {
+    manifest = lib.get_alias<Manifest()>("graft_plugin_manifest")();
+  } catch (const std::exception& e) {
+    return refuse(std::string("its manifest threw: ") + first_line(e.what()));
+  }
+
+  int added = 0;
+  for (auto& entry : manifest.entries) {
+    if (const auto* existing = find(entry.kind, entry.name)) {
+      refuse(std::string("duplicate ") + kind_name(entry.kind) + " '" + entry.name + "', already provided by " +
+             existing->library + "; this one is ignored");
+      continue;
+    }
+    plugins_.push_back({std::move(entry), path});
+    ++added;
+  }
+  spdlog::debug("plugin library {}: {} plugins", path, added);
+  impl_->libraries->push_back(std::move(lib));
+  return true;
+}
+
+const RegisteredPlugin* Registry::find(Kind kind, const std::string& name) const {
+  for (const auto& p : plugins_)
+    if (p.entry.kind == kind && p.entry.name == name) return &p;
+  return nullptr;
+}
+
+const RegisteredPlugin& Registry::get(Kind kind, const std::string& name, const Config& at) const {
+  if (const auto* p = find(kind, name)) return *p;
+  std::vector<std::string> names;
+  for (const auto* p : list(kind)) names.push_back(p->entry.name);
+  std::string msg = std::string("unknown ") + kind_name(kind) + " '" + name + "'";
+  const std::string guess = closest_match(name, names);
+  if (!guess.empty()) msg += " (did you mean '" + guess + "'?)";
+  msg += names.empty() ? std::string("; no ") + kind_name(kind) + " plugin is installed" : "; known: ";
+  for (std::size_t i = 0; i < names.size(); ++i) msg += (i ? ", " : "") + names[i];
+  if (!refusals_.empty()) msg += " (" + std::to_string(refusals_.size()) + " plugin libraries were refused, see above)";
+  at.fail(msg);
+}
+
+std::vector<const RegisteredPlugin*> Registry::list() const {
+  std::vector<const RegisteredPlugin*> out;
+  for (Kind k : kinds)
+    for (const auto* p : list(k)) out.push_back(p);
+  return out;
+}
+
+std::vector<const RegisteredPlugin*> Registry::list(Kind kind) const {
+  std::vector<const RegisteredPlugin*> out;
+  for (const auto& p : plugins_)
+    if (p.entry.kind == kind) out.push_back(&p);
+  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->entry.name < b->entry.name; });
+  return out;
+}
+
+std::string Registry::spec_name(const Config& spec) {
+  if (spec.is_scalar()) return spec.as<std::string>();
+  if (spec.is_map()) return spec.get<std::string>("name");
+  spec.fail("expected a plugin name or a map with 'name:' and its settings");
+}
+
+Config Registry::validated_spec(Kind kind, const Config& spec, const std::vector<std::string>& extra) const {
+  const auto& plugin = get(kind, spec_name(spec), spec.is_map() ? spec["name"] : spec);
+  const std::string what = std::string(kind_name(kind)) + " " + plugin.entry.name;
+  if (spec.is_scalar()) return Config(detail::null_node(spec.where()), spec.path()).validated(plugin.entry.keys, what);
+  std::vector<std::string> allowed = extra;
+  allowed.push_back("name");
+  return spec.validated(plugin.entry.keys, what, allowed);
+}
+
+std::any Registry::create_any(Kind kind, const Config& spec, const std::vector<std::string>& extra) const {
+  const Config config = validated_spec(kind, spec, extra);
+  const auto& plugin = *find(kind, spec_name(spec));
+  const std::string who = std::string(kind_name(kind)) + " '" + plugin.entry.name + "' (" +
+                          fs::path(plugin.library).filename().string() + ")";
+  try {
+    return plugin.entry.factory(config);
+  } catch (const Error& e) {
+    if (e.where().known()) throw;  // already names the recipe line and key
+    throw Error(e.kind(), who + ": " + e.message(), spec.where());
+  } catch (const c10::Error& e) {
+    throw Error::runtime(who + " failed: " + first_line(e.what_without_backtrace()), spec.where());
+  } catch (const std::exception& e) {
+    throw Error::runtime(who + " failed: " + first_line(e.what()), spec.where());
+  } catch (...) {
+    throw Error::runtime(who + " failed with an unknown exception", spec.where());
+  }
+}
+
+}  // namespace graft

@@ -1,0 +1,44 @@
+// The run's hooks: the recipe's `hooks:` then its checkpoint strategies (`checkpoint:`,
+// default [save_last, on_signal]), called in that order at every stage.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "graft/checkpoint.h"
+#include "graft/hooks.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+
+namespace graft::train {
+
+class Callbacks {
+ public:
+  Callbacks(const Recipe& recipe, const Registry& registry);
+
+  /// Calls `f(hook)` for every hook, in order.
+  template <class F> void each(F&& f) {
+    for (auto& h : all_) f(*h);
+  }
+  /// Every hook sees the failing run's error; a hook that fails again is logged, not thrown.
+  void exception(TrainContext& ctx, const std::exception& error) noexcept;
+
+  const std::vector<std::shared_ptr<CheckpointStrategy>>& strategies() const { return strategies_; }
+
+  /// The stateful plugins and the names their states are filed under in a checkpoint
+  /// ("<position>:<plugin>", so two hooks of one plugin keep apart).
+  std::vector<std::pair<std::string, Stateful*>> hook_states() const;
+  std::vector<std::pair<std::string, Stateful*>> strategy_states() const;
+
+ private:
+  std::vector<std::shared_ptr<Hook>> hooks_;
+  std::vector<std::string> hook_names_;
+  std::vector<std::shared_ptr<CheckpointStrategy>> strategies_;
+  std::vector<std::string> strategy_names_;
+  std::vector<std::shared_ptr<Hook>> all_;
+};
+
+}  // namespace graft::train

@@ -1,0 +1,209 @@
+// fit() and evaluate(): orchestration of the trainer's units. What each unit does is in
+// its own file of this folder: settings (the trainer: section), session (model, data,
+// execution), trainable_set (freezing, the optimizer), schedule_driver, callbacks (hooks
+// and checkpoint strategies), optimizer_step (accumulation, loss scaling, clipping),
+// train_state (the checkpoint layout), checkpoint_saver, step_logger and train_loop.
+#include <chrono>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "callbacks.h"
+#include "checkpoint_saver.h"
+#include "graft/error.h"
+#include "graft/log.h"
+#include "graft/host/check.h"
+#include "graft/host/serialize.h"
+#include "graft/host/trainer.h"
+#include "graft/host/weights.h"
+#include "loss_scaler.h"
+#include "optimizer_step.h"
+#include "resume.h"
+#include "train/run_output.h"
+#include "schedule_driver.h"
+#include "session.h"
+#include "step_logger.h"
+#include "train_loop.h"
+#include "train_state.h"
+#include "trainable_set.h"
+
+namespace fs = std::filesystem;
+
+namespace graft {
+
+using namespace train;
+
+namespace {
+
+void load_weights_only(torch::nn::Module& model, const std::string& path) {
+  if (!fs::exists(path)) throw Error::usage("--resume-weights-only " + path + ": no such file");
+  const LoadReport r = load_weights(model, load_state_dict(path), /*strict=*/false, path);
+  if (r.loaded.empty()) throw Error::usage(fmt::format("{}: no weight fits the recipe's model: {}", path, r.summary()));
+  log::info("weights from {} (a new run, nothing else of that run): {}", path, r.summary());
+}
+
+std::vector<std::pair<std::string, Stateful*>> labelled(const std::vector<std::shared_ptr<Metric>>& metrics) {
+  std::vector<std::pair<std::string, Stateful*>> out;
+  for (std::size_t k = 0; k < metrics.size(); ++k) out.emplace_back(std::to_string(k), metrics[k].get());
+  return out;
+}
+
+}  // namespace
+
+FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  const Plan used = check_recipe(recipe, registry);
+  Session s(recipe, registry);
+  const Settings& st = s.settings;
+  if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
+  if (recipe.root["optimizer"].is_null()) recipe.root.fail("a recipe to train needs an optimizer: section");
+  if (!options.resume.empty() && !options.resume_weights_only.empty())
+    throw Error::usage("--resume and --resume-weights-only exclude each other: one goes on with a run, the other starts a new one");
+  ScheduleDriver schedule(recipe, registry, st);
+  Callbacks callbacks(recipe, registry);
+
+  // which checkpoint to resume from: found before anything is written
+  FitResult result;
+  ResumePoint resume = find_resume(recipe, options, options.run_dir.empty() ? st.run_dir : options.run_dir);
+  const auto& from = resume.from;
+  if (from) {
+    result.resumed_from = from->path();
+    // the checkpoint holds every weight: the pretrained source is not read again
+    s.recipe.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "--resume"));
+  }
+  RunOutput out(options.write_run_dir ? (resume.run_dir.empty() ? default_run_dir(recipe) : resume.run_dir) : "",
+                options.progress, from ? from->step() : -1);
+  result.run_dir = out.dir();
+  out.write_text("recipe.yaml", "# resolved from " + recipe.file + "\n" + recipe.root.to_yaml());
+  log::info("run dir {}", out.dir().empty() ? "(none)" : out.dir());
+
+  s.build();
+  auto& model = s.model();
+  if (s.built.weights) log::info("weights: {}: {}", s.built.weights->file, s.built.weights->summary());
+  for (const auto& line : s.built.changes) log::info("model: {}", line);
+  log::info("data: {}", s.data.description);
+  if (!options.resume_weights_only.empty()) load_weights_only(model, options.resume_weights_only);
+  TrainableSet trainable(recipe, registry, model);
+  s.start_execution();
+  log::info("device {}, {} CPU threads{}", s.execution().describe(), torch::get_num_threads(),
+            st.amp.on ? (st.amp.scaling ? ", amp fp16" : ", amp bf16") : "");
+
+  Loader loader(s.data.train, s.data.train_transforms, s.data.train_options);
+  const std::int64_t batches = loader.batches_per_epoch();
+  if (batches == 0) recipe.root["data"].fail("the training split gives no batch (fewer samples than batch_size with drop_last)");
+  const std::int64_t steps_per_epoch = (batches + st.accumulate - 1) / st.accumulate;
+  const std::int64_t planned_steps =
+      st.max_steps > 0 ? std::min(st.max_steps, st.epochs * steps_per_epoch) : st.epochs * steps_per_epoch;
+  const std::int64_t planned_epochs = (planned_steps + steps_per_epoch - 1) / steps_per_epoch;
+  if (from && from->batch() > batches)
+    throw Error::usage(fmt::format("{}: saved at batch {} of an epoch, but an epoch now has {} batches (data or batch_size changed)",
+                                   from->path(), from->batch(), batches));
+  schedule.setup(steps_per_epoch, planned_steps, planned_epochs);
+  schedule.apply(trainable.optimizer(), trainable.groups());
+
+  TrainContext ctx;
+  ctx.model = &model;
+  ctx.optimizer = &trainable.optimizer();
+  ctx.max_epochs = planned_epochs;
+  ctx.max_steps = st.max_steps;
+  ctx.batches_per_epoch = batches;
+  ctx.run_dir = out.dir();
+  LossScaler scaler(st.amp.scaling);
+  EpochSums sums;
+  auto train_metrics = make_metrics(recipe, registry);
+  RunParts parts{model, trainable, schedule, callbacks, labelled(train_metrics), scaler, ctx, sums};
+
+  double seconds_before = 0;  // training time of the runs this one resumes
+  if (from) {
+    // the optimizer gets the groups it had at the checkpoint: unfreezing replayed
+    const std::int64_t last_started = from->batch() > 0 ? from->epoch() : from->epoch() - 1;
+    for (std::int64_t e = 1; e <= std::min(last_started, planned_epochs - 1); ++e)
+      if (trainable.scheduled()) trainable.advance(e, e * steps_per_epoch);
+    seconds_before = from->restore(parts);
+    s.execution().after_update();
+    schedule.apply(trainable.optimizer(), trainable.groups());
+    log::info("resumed from {}: epoch {}, batch {}/{}, step {}", from->path(), from->epoch() + 1, from->batch(), batches,
+              from->step());
+  }
+
+  StepLogger logger(out, st.log_every, planned_epochs, seconds_before, started);
+  OptimizerStep optimizer_step(st, batches, s.execution(), scaler, callbacks);
+  CheckpointSaver saver(out, callbacks);
+  auto checkpoint = [&](SavePoint at, std::int64_t epoch, std::int64_t batch) {
+    return write_checkpoint(parts, SavePosition{at, epoch, batch, batches, logger.seconds()}, recipe, used);
+  };
+  TrainLoop loop(LoopUnits{s, trainable, schedule, callbacks, optimizer_step, saver, logger, loader, train_metrics, ctx, sums,
+                           checkpoint},
+                 planned_epochs);
+
+  try {
+    callbacks.each([&](Hook& h) { h.on_fit_start(ctx); });
+    if (from) {
+      from->restore_rng();
+      resume.from->release();  // all of it is in the run's state now: free its tensors
+    }
+    const LoopEnd end = loop.run(from ? from->epoch() : 0, from ? from->batch() : 0, from.has_value());
+    result.epochs = end.epochs;
+    result.steps = ctx.step;
+    result.metrics = ctx.metrics;
+    result.checkpoint = loop.last_checkpoint();
+    if (end.interrupted) {
+      result.stop_reason = ctx.stop_reason;
+      result.exit_code = ctx.exit_code;
+      result.seconds = logger.seconds();
+      log::warn("{} at epoch {}, step {}: saved {}; go on with `graft train {} --resume auto{}` (exit code {})",
+                ctx.stop_reason, ctx.epoch + 1, ctx.step, result.checkpoint.empty() ? "nothing" : result.checkpoint,
+                recipe.file, out.dir().empty() ? "" : " --run-dir " + out.dir(), ctx.exit_code);
+      return result;
+    }
+    result.stop_reason = !end.stop_reason.empty()                           ? end.stop_reason
+                         : st.max_steps > 0 && ctx.step >= st.max_steps ? "max_steps"
+                                                                          : "epochs";
+    loop.save(SavePoint::end, end.end_epoch, end.end_batch);
+    result.checkpoint = loop.last_checkpoint();
+    if (st.test && s.data.test) {
+      result.test = s.evaluate_pass(s.data.test, "test", report_metrics(registry));
+      for (const auto& [k, v] : result.test->metrics) result.metrics["test/" + k] = v;
+    }
+    callbacks.each([&](Hook& h) { h.on_fit_end(ctx); });
+  } catch (const std::exception& e) {
+    logger.end_progress();
+    callbacks.exception(ctx, e);
+    try {
+      loop.save(SavePoint::exception, ctx.epoch, ctx.batch);
+    } catch (const std::exception& again) {
+      log::error("no checkpoint of the failing run: {}", again.what());
+    }
+    throw;
+  }
+  result.seconds = logger.seconds();
+  out.final_report(recipe.file, result);
+  return result;
+}
+
+PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint, const std::string& split) {
+  check_recipe(recipe, registry);
+  if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to evaluate needs a data: section");
+  // The checkpoint holds every weight: the recipe's pretrained source is not needed.
+  Recipe bare = recipe;
+  bare.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "graft eval"));
+  Session s(bare, registry);
+  s.build();
+  // the same matching as pretrained weights (legacy key forms, BatchNorm counters); any
+  // key left over means the checkpoint belongs to another model
+  const LoadReport matched = load_weights(s.model(), load_state_dict(checkpoint), /*strict=*/false, checkpoint);
+  if (!matched.clean()) throw Error::usage(fmt::format("{}: does not fit the recipe's model: {}", checkpoint, matched.summary()));
+  s.start_execution();
+  std::shared_ptr<Dataset> data = s.data.test;
+  std::string name = "test";
+  if (!split.empty() && split != "test") {
+    if (split == "val") data = s.data.val, name = "val";
+    else if (split == "train") data = s.data.train, name = "train";
+    else throw Error::usage("--split: expected train, val or test, got '" + split + "'");
+  }
+  if (!data) throw Error::usage("the recipe has no " + name + " split to evaluate");
+  return s.evaluate_pass(data, name, report_metrics(registry));
+}
+
+}  // namespace graft

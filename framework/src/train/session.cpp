@@ -1,0 +1,75 @@
+#include "session.h"
+
+#include <torch/torch.h>
+
+namespace graft::train {
+
+std::vector<std::shared_ptr<Metric>> make_metrics(const Recipe& recipe, const Registry& registry) {
+  std::vector<std::shared_ptr<Metric>> out;
+  const Config node = recipe.root["metrics"];
+  if (node.is_null()) {
+    out.push_back(registry.create<Kind::metric>(parse_yaml_text("accuracy", "default metrics")));
+    return out;
+  }
+  if (!node.is_list()) node.fail("expected a list of metric plugins");
+  for (const auto& m : node.items()) out.push_back(registry.create<Kind::metric>(m));
+  return out;
+}
+
+std::vector<std::shared_ptr<Metric>> report_metrics(const Registry& registry) {
+  std::vector<std::shared_ptr<Metric>> out;
+  for (const char* name : {"per_class_accuracy", "confusion_matrix"})
+    if (registry.find(Kind::metric, name)) out.push_back(registry.create<Kind::metric>(parse_yaml_text(name, "final report")));
+  return out;
+}
+
+Session::Session(const Recipe& r, const Registry& reg) : recipe(r), registry(reg), settings(Settings::parse(r)) {}
+
+void Session::build() {
+  built = build_model(recipe, registry);
+  model().to(settings.devices.main);
+  if (settings.channels_last) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model().parameters())
+      if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+  data = build_data(recipe, registry);
+  const Config l = recipe.root["loss"];
+  loss = registry.create<Kind::loss>(l.is_null() ? parse_yaml_text("cross_entropy", "default loss") : l);
+  metrics = make_metrics(recipe, registry);
+}
+
+void Session::start_execution() { execution_ = make_execution(built.module, settings); }
+
+PassResult Session::evaluate_pass(const std::shared_ptr<Dataset>& dataset, const std::string& split,
+                                  const std::vector<std::shared_ptr<Metric>>& extra) {
+  PassResult r;
+  r.split = split;
+  torch::NoGradGuard no_grad;
+  const bool was_training = model().is_training();
+  model().eval();
+  Loader loader(dataset, data.eval_transforms, data.eval_options);
+  loader.start(0);
+  std::vector<std::shared_ptr<Metric>> all = metrics;
+  all.insert(all.end(), extra.begin(), extra.end());
+  for (auto& m : all) m->reset();
+  double loss_sum = 0;
+  while (auto batch = loader.next()) {
+    const auto x = execution_->to_device(batch->inputs), y = execution_->to_device(batch->targets);
+    const auto out = execution_->forward(x).to(torch::kFloat);
+    const auto l = loss->forward(out, y);
+    loss_sum += l.item<double>() * static_cast<double>(y.size(0));
+    r.samples += y.size(0);
+    for (auto& m : all) m->update(out, y);
+  }
+  r.metrics["loss"] = r.samples ? loss_sum / static_cast<double>(r.samples) : 0.0;
+  for (auto& m : all) {
+    for (const auto& [k, v] : m->compute()) r.metrics[k] = v;
+    const auto text = m->report(data.classes);
+    if (!text.empty()) r.report += text + (text.back() == '\n' ? "" : "\n");
+  }
+  model().train(was_training);
+  return r;
+}
+
+}  // namespace graft::train

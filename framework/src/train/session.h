@@ -1,0 +1,54 @@
+// What training and evaluation share: the recipe's model on its device, its data, loss and
+// metrics, and the execution that runs it; plus one evaluation pass.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "execution.h"
+#include "graft/host/data_plan.h"
+#include "graft/metrics.h"
+#include "graft/host/build.h"
+#include "graft/host/recipe.h"
+#include "graft/host/registry.h"
+#include "graft/host/trainer.h"
+#include "settings.h"
+
+namespace graft::train {
+
+/// Metric plugins of the recipe's `metrics:` (default: accuracy).
+std::vector<std::shared_ptr<Metric>> make_metrics(const Recipe& recipe, const Registry& registry);
+/// What the final report adds to the recipe's metrics, when installed.
+std::vector<std::shared_ptr<Metric>> report_metrics(const Registry& registry);
+
+class Session {
+ public:
+  /// `recipe` is copied: a resumed run drops its pretrained source.
+  Session(const Recipe& recipe, const Registry& registry);
+
+  /// Builds the model (on the device), the data, the loss and the metrics.
+  void build();
+  /// The execution over the model as it is now (call after freezing: replicas copy it).
+  void start_execution();
+
+  torch::nn::Module& model() { return *built.module.ptr(); }
+  Execution& execution() { return *execution_; }
+
+  /// One pass over `dataset` in eval mode: mean loss and every metric.
+  PassResult evaluate_pass(const std::shared_ptr<Dataset>& dataset, const std::string& split,
+                           const std::vector<std::shared_ptr<Metric>>& extra = {});
+
+  Recipe recipe;
+  const Registry& registry;
+  Settings settings;
+  BuiltModel built;
+  DataPlan data;
+  std::shared_ptr<Loss> loss;
+  std::vector<std::shared_ptr<Metric>> metrics;  ///< evaluation passes' (training has its own)
+
+ private:
+  std::unique_ptr<Execution> execution_;
+};
+
+}  // namespace graft::train

@@ -1,0 +1,102 @@
+// The checkpoint's layout: the one place that knows it. A checkpoint is a dict that
+// Python's torch.load reads as
+//   {'epoch', 'step', 'model_state_dict', 'optimizer_state_dict', 'loss', 'graft_version',
+//    'hooks', 'scheduler', 'graft': {format, exact, saved_at, position, rng, amp,
+//    train_sums, metrics, metric_states, checkpoint, freeze, recipe, recipe_file,
+//    versions, seconds}}
+// written by write_checkpoint() and read back by the same file's code; every read is
+// checked, so a malformed checkpoint fails with one line naming the file and the key.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/ivalue.h>
+#include <torch/nn/module.h>
+
+#include "graft/checkpoint.h"
+#include "graft/hooks.h"
+#include "graft/host/check.h"
+#include "graft/host/recipe.h"
+#include "graft/state.h"
+
+namespace graft::train {
+
+class TrainableSet;
+class ScheduleDriver;
+class Callbacks;
+class LossScaler;
+
+/// The format written; format 1 (graft 0.x before the trainer's units) is read too: its
+/// metrics' running sums were not saved, so after a mid-epoch resume from it the epoch's
+/// train/* metrics other than the loss cover the batches since the resume.
+constexpr std::int64_t checkpoint_format = 2;
+
+/// The running sums of an epoch's training loss.
+struct EpochSums {
+  double loss_sum = 0;
+  std::int64_t seen = 0;
+};
+
+/// The units of a run whose state a checkpoint holds.
+struct RunParts {
+  torch::nn::Module& model;
+  TrainableSet& trainable;
+  ScheduleDriver& schedule;
+  Callbacks& callbacks;
+  std::vector<std::pair<std::string, Stateful*>> metrics;  ///< the training metrics, by label
+  LossScaler& scaler;
+  TrainContext& ctx;
+  EpochSums& sums;
+};
+
+/// Where and when a checkpoint is written.
+struct SavePosition {
+  SavePoint at = SavePoint::step;
+  std::int64_t epoch = 0;  ///< epochs completed
+  std::int64_t batch = 0;  ///< batches of the next epoch already done
+  std::int64_t batches_per_epoch = 0;
+  double seconds = 0;      ///< training time of the whole run so far
+};
+
+c10::IValue write_checkpoint(const RunParts& parts, const SavePosition& at, const Recipe& recipe, const Plan& used);
+
+/// A checkpoint file, read (every record's CRC-32 checked) and its header checked.
+class Checkpoint {
+ public:
+  /// Throws graft::Error naming the file and, for a malformed one, the key.
+  static Checkpoint load(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  std::int64_t format() const { return format_; }
+  bool exact() const { return exact_; }
+  std::int64_t epoch() const { return epoch_; }  ///< epochs completed
+  std::int64_t batch() const { return batch_; }  ///< batches of the next epoch done
+  std::int64_t step() const { return step_; }
+  const std::string& recipe_yaml() const { return recipe_; }
+
+  /// Restores every part: weights, optimizer state (by parameter name), schedule, hooks,
+  /// checkpoint strategies, metrics, loss scaler, sums, ctx.step and ctx.metrics. Returns
+  /// the training seconds before this run. The trainable set must already be at the
+  /// checkpoint's epoch (its optimizer has the same groups).
+  double restore(RunParts& parts) const;
+  /// The default generators' states (CPU, every CUDA device).
+  void restore_rng() const;
+  /// Frees the file's tensors (one buffer) once the run holds what it needs.
+  void release();
+
+ private:
+  std::string path_;
+  c10::IValue root_;
+  std::int64_t format_ = 0, epoch_ = 0, batch_ = 0, step_ = 0;
+  bool exact_ = true;
+  std::string recipe_;
+};
+
+/// The newest checkpoint that loads and is exact; those passed over are logged with why.
+std::optional<Checkpoint> newest_good(const std::string& checkpoints_dir);
+
+}  // namespace graft::train
