@@ -282,6 +282,25 @@ BOOST_AUTO_TEST_CASE(a_malformed_checkpoint_names_the_key_at_fault) {
   fs::remove_all(dir);
 }
 
+// Checkpoints of graft before the trainer's units (format 1: no metric sums) still resume:
+// the training itself goes on exactly; only the epoch's train/* metrics restart there.
+BOOST_AUTO_TEST_CASE(a_format_1_checkpoint_still_resumes) {
+  const auto& ref = reference();
+  const auto dir = graft::test::temp_dir("ckpt-format1");
+  const auto recipe = write_recipe(dir, "checkpoint: [save_last, {name: every_n_steps, n: 1}, every_n_epochs]\n");
+  auto c = graft::read_torch_file(ref.file("step-00000013.pth").string()).toGenericDict();
+  auto g = c.at("graft").toGenericDict();
+  g.insert_or_assign("format", c10::IValue(std::int64_t{1}));
+  g.erase("metric_states");
+  const auto old = dir / "format1.pth";
+  graft::write_torch_file(c, old.string());
+  const auto r = fit(recipe, dir / "run", old.string());
+  BOOST_TEST(r.steps == 30);
+  require_same_state(ref.file("last.pth"), dir / "run/checkpoints/last.pth");
+  BOOST_TEST(contains(slurp(dir / "run/train.log"), "a format-1 checkpoint keeps no metric sums"));
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(a_corrupt_or_truncated_newest_checkpoint_falls_back_to_the_previous_one) {
   const auto& ref = reference();
   for (const std::string damage : {"truncate", "flip"}) {

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "graft/host/build.h"
+#include "graft/host/check.h"
 #include "graft/host/optimizer_plan.h"
 #include "support/plugins.h"
 #include "support/run.h"
@@ -28,6 +29,7 @@ struct Setup {
     std::ofstream(dir / "r.yaml") << yaml;
     recipe = graft::load_recipe((dir / "r.yaml").string());
     fs::remove_all(dir);
+    graft::check_recipe(recipe, registry());  // as graft train and graft check do first
     built = graft::build_model(recipe, registry());
     freezers = graft::make_freezers(recipe, registry());
   }

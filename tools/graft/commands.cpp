@@ -255,6 +255,7 @@ int cmd_eval(const RecipeArgs& args) {
 
 int cmd_inspect(const RecipeArgs& args) {
   auto l = load(args);
+  check_recipe(l->recipe, l->registry);
   BuiltModel built = build_model(l->recipe, l->registry);
   auto& model = built.module;
   const std::string& name = built.backbone;

@@ -8,6 +8,8 @@
 #include <filesystem>
 
 #include "graft/host/download.h"
+#include "graft/error.h"
+#include "graft/host/sha256.h"
 
 namespace fs = std::filesystem;
 

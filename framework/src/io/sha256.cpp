@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "graft/host/sha256.h"
+#include "graft/error.h"
 
 namespace graft {
 

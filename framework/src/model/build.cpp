@@ -189,8 +189,7 @@ std::vector<SurgeryOp> surgery_ops(const Config& model) {
 }
 
 BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
-  check_recipe(recipe, registry);
-  const Config model = recipe.root["model"];
+  const Config model = recipe.root["model"].validated(model_schema(), "model");
   BuiltModel built;
   // Every random draw of the build (fresh layers, init rules) follows the recipe's seed.
   torch::manual_seed(static_cast<std::uint64_t>(recipe.root.get<std::int64_t>("seed", 0)));

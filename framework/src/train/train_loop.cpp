@@ -70,7 +70,7 @@ LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool 
       for (const auto& [k, v] : m->compute()) ctx.metrics["train/" + k] = v;
     if (u_.session.data.val && settings.val_every > 0 &&
         ((epoch + 1) % settings.val_every == 0 || epoch + 1 == planned_epochs_ || done))
-      validate(epoch);
+      validate();
     u_.logger.epoch_end(epoch, ctx.step, lr(), ctx.metrics);
     u_.callbacks.each([&](Hook& h) { h.on_epoch_end(ctx); });
     if (!u_.schedule.per_step()) u_.schedule.advance(ctx.metrics, u_.trainable.optimizer(), u_.trainable.groups());
@@ -148,8 +148,7 @@ bool TrainLoop::batch(std::int64_t epoch, std::int64_t b, Batch& data, LoopEnd& 
   return true;
 }
 
-void TrainLoop::validate(std::int64_t epoch) {
-  (void)epoch;
+void TrainLoop::validate() {
   auto& ctx = u_.ctx;
   ctx.inputs = ctx.targets = ctx.output = ctx.loss = torch::Tensor();
   u_.callbacks.each([&](Hook& h) { h.on_validation_start(ctx); });

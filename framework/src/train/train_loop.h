@@ -62,7 +62,7 @@ class TrainLoop {
  private:
   /// One batch. Returns false when the run must stop after it (stop, max_steps, interrupt).
   bool batch(std::int64_t epoch, std::int64_t b, Batch& data, LoopEnd& end, bool& complete);
-  void validate(std::int64_t epoch);
+  void validate();
   double lr() const;
 
   LoopUnits u_;
