@@ -165,7 +165,8 @@ int cmd_check(const RecipeArgs& args) {
       const auto& planned = optimizer_plan->groups[k];
       json settings = json::object();
       std::string text;
-      for (const auto& [key, value] : optimizer->group_options(k).items()) {
+      const State options = optimizer->group_options(k);
+      for (const auto& [key, value] : options.items()) {
         const auto shown = state_value_text(value);
         if (!shown) continue;  // tensors, none: not settings
         settings[key] = state_value_json(value);
