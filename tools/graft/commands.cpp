@@ -13,6 +13,7 @@
 #include "graft/plan.h"
 #include "graft/recipe.h"
 #include "graft/registry.h"
+#include "graft/runtime.h"
 #include "graft/serialize.h"
 #include "graft/summary.h"
 #include "graft/trainer.h"
@@ -51,6 +52,10 @@ std::unique_ptr<Loaded> load(const RecipeArgs& args) {
   l->registry.scan(l->recipe.plugin_paths);
   return l;
 }
+
+// The process-wide CPU settings for training and evaluating, with the recipe's
+// trainer.threads: the library leaves them to the program.
+void configure_cpu_for(const Recipe& recipe) { configure_cpu(resolve_threads(recipe.root["trainer"]["threads"])); }
 
 json report_json(const std::optional<LoadReport>& r) {
   if (!r) return nullptr;
@@ -194,6 +199,7 @@ int cmd_train(const RecipeArgs& args) {
   if (args.progress >= 0) options.progress = args.progress == 1;
   options.resume = args.resume;
   options.resume_weights_only = args.resume_weights_only;
+  configure_cpu_for(l->recipe);
   const FitResult r = fit(l->recipe, l->registry, options);
   if (args.json) {
     json out = {{"run_dir", r.run_dir},         {"epochs", r.epochs},   {"steps", r.steps},
@@ -206,6 +212,7 @@ int cmd_train(const RecipeArgs& args) {
 
 int cmd_eval(const RecipeArgs& args) {
   auto l = load(args);
+  configure_cpu_for(l->recipe);
   const PassResult r = evaluate(l->recipe, l->registry, args.checkpoint, args.split);
   auto metric = [&](const char* k) { return r.metrics.count(k) ? json(r.metrics.at(k)) : json(nullptr); };
   if (args.json) {
