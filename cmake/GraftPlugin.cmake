@@ -2,7 +2,8 @@
 #
 # Builds a graft plugin library: a MODULE library linked to graft::core, with the library's
 # single export (its manifest) added. The same function builds the built-in plugins and
-# third-party plugins (after find_package(graft)).
+# third-party plugins (after find_package(graft)). Linking graft::core brings what the SDK
+# headers compile against (LibTorch, Boost headers, fmt); graftConfig.cmake finds them.
 set(_GRAFT_PLUGIN_EXPORT_SOURCE "${CMAKE_CURRENT_LIST_DIR}/plugin_export.cpp")
 
 function(graft_add_plugin target)

@@ -15,6 +15,7 @@
 
 #include <graft/checkpoint.h>
 #include <graft/error.h>
+#include <graft/log.h>
 
 namespace {
 
@@ -144,8 +145,8 @@ class BestK : public graft::CheckpointStrategy {
   Names files_to_save(TrainContext& ctx, SavePoint at) override {
     if (at == SavePoint::end && kept_.empty() && !warned_) {
       warned_ = true;
-      fmt::print(stderr, "warning: best_k: '{}' was never computed in this run (no validation?): no best checkpoint "
-                         "was written; monitor a metric the run reports\n", monitor_);
+      graft::log::warn("best_k: '{}' was never computed in this run (no validation?): no best checkpoint was written; "
+                       "monitor a metric the run reports", monitor_);
     }
     if (at != SavePoint::epoch) return {};
     const auto it = ctx.metrics.find(monitor_);

@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "graft/error.h"
@@ -336,6 +338,54 @@ BOOST_AUTO_TEST_CASE(early_stopping_ends_a_run_that_stopped_improving) {
   BOOST_TEST(state.at("wait").toInt() == 2);
   BOOST_TEST(state.at("best").toDouble() == r.result.metrics.at("val/loss"));
   fs::remove_all(r.dir);
+}
+
+// graft logs through a logger of its own: a plugin's line (graft/log.h) and the run's own
+// lines reach train.log, and spdlog's default logger (the embedding program's) is neither
+// replaced, nor given a sink, nor sent graft's lines.
+BOOST_AUTO_TEST_CASE(a_plugins_log_line_reaches_train_log_and_the_programs_logger_is_left_alone) {
+  std::ostringstream program_log;
+  const auto program = std::make_shared<spdlog::logger>("program", std::make_shared<spdlog::sinks::ostream_sink_mt>(program_log));
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(program);
+  const auto sinks = program->sinks();
+  const auto dir = graft::test::temp_dir("plugin-log");
+  const auto r = fit("hooks: [{name: record, file: " + (dir / "calls.txt").string() + ", say: hello from a plugin}]\n",
+                     {"trainer.epochs=1"});
+  const bool kept = spdlog::default_logger() == program && program->sinks() == sinks;
+  spdlog::set_default_logger(previous);
+  BOOST_TEST(kept);
+  const std::string train_log = slurp(r.dir / "run/train.log");
+  BOOST_TEST(contains(train_log, "] info: record hook says: hello from a plugin\n"), train_log);
+  BOOST_TEST(contains(train_log, "] info: epoch 1/1 step 5 loss "), train_log);  // the run's periodic lines
+  BOOST_TEST(!contains(program_log.str(), "hello from a plugin"), program_log.str());
+  BOOST_TEST(!contains(program_log.str(), "epoch 1/1 step 5"), program_log.str());
+  fs::remove_all(r.dir);
+  fs::remove_all(dir);
+}
+
+// The command line: graft's lines (plugins' included) on stderr from --log-level up, and
+// in train.log from info up whatever --log-level says.
+BOOST_AUTO_TEST_CASE(the_command_line_logs_to_stderr_at_its_level_and_every_line_to_train_log) {
+  const auto dir = graft::test::temp_dir("cli-log");
+  const auto recipe = dir / "r.yaml";
+  std::ofstream(recipe) << base_recipe << "plugins: [" << GRAFT_FIXTURE_DIR << "/libgraft_test_hooks.so]\n"
+                        << "hooks: [{name: record, file: " << (dir / "calls.txt").string() << ", say: hello from a plugin}]\n"
+                        << "checkpoint: [{name: best_k, monitor: val/top1}]\n";
+  const std::string said = "info: record hook says: hello from a plugin\n";
+  const std::string warned = "warning: best_k: 'val/top1' was never computed in this run";
+  for (const std::string level : {"info", "warn", "off"}) {
+    const auto run_dir = dir / ("run-" + level);
+    const auto t = run(std::string(GRAFT_BIN) + " --log-level " + level + " train " + recipe.string() + " --run-dir " +
+                       run_dir.string() + " --set trainer.epochs=1 --set trainer.val_every=0 --set trainer.test=false --progress 0");
+    BOOST_REQUIRE_MESSAGE(t.code == 0, t.err);
+    BOOST_TEST(contains(t.err, said) == (level == "info"), level << ": " << t.err);
+    BOOST_TEST(contains(t.err, warned) == (level != "off"), level << ": " << t.err);
+    const std::string train_log = slurp(run_dir / "train.log");
+    BOOST_TEST(contains(train_log, "] " + said), level << ": " << train_log);
+    BOOST_TEST(contains(train_log, "] " + warned), level << ": " << train_log);
+  }
+  fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_CASE(graft_train_and_eval_from_the_command_line) {

@@ -1,10 +1,13 @@
 #include <torch/torch.h>
 
+#include <graft/log.h>
 #include <graft/model.h>
 
 namespace {
 torch::nn::AnyModule make_hello_head(const graft::Config& c) {
-  return torch::nn::AnyModule(torch::nn::Linear(c.get<int>("in_features"), c.get<int>("num_classes")));
+  const int in = c.get<int>("in_features"), out = c.get<int>("num_classes");
+  graft::log::debug("hello_head: {} -> {}", in, out);  // graft/log.h: fmt comes with find_package(graft)
+  return torch::nn::AnyModule(torch::nn::Linear(in, out));
 }
 }  // namespace
 

@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TORCH_REF = os.path.join(HERE, "torch_ref.py")
 
-# What graft's trainer sets with mallopt (configure_cpu() in framework/src/trainer.cpp).
+# What graft sets with mallopt (configure_cpu() in framework/src/runtime.cpp, which `graft train` calls).
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
               "MALLOC_TOP_PAD_": str(256 << 20)}
 PYTHON_ENVS = {"tuned": dict(MALLOC_ENV, OPENBLAS_NUM_THREADS="1"), "malloc": MALLOC_ENV, "default": {}}

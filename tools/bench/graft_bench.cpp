@@ -25,7 +25,6 @@
 #include <map>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -43,6 +42,7 @@
 #include "graft/host/registry.h"
 #include "graft/host/serialize.h"
 #include "graft/host/trainer.h"
+#include "graft/host/runtime.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -103,11 +103,8 @@ struct Loaded {
     registry.scan(graft::Registry::default_search_path());
     registry.scan(recipe.plugin_paths);
     graft::check_recipe(recipe, registry);
-    // the trainer's CPU settings (threads, OpenBLAS, allocator), as `graft train` applies them
-    const graft::Config threads = recipe.root["trainer"]["threads"];
-    graft::configure_cpu(!threads.is_null() && threads.scalar() != "auto"
-                             ? threads.as<int>()
-                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    // the CPU settings (threads, OpenBLAS, allocator) `graft train` applies
+    graft::configure_cpu(graft::resolve_threads(recipe.root["trainer"]["threads"]));
   }
 };
 

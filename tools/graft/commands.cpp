@@ -19,6 +19,7 @@
 #include "graft/state.h"
 #include "graft/host/summary.h"
 #include "graft/host/trainer.h"
+#include "graft/host/runtime.h"
 #include "graft/version.h"
 #include "graft/host/weights.h"
 
@@ -79,6 +80,10 @@ std::unique_ptr<Loaded> load(const RecipeArgs& args) {
   l->registry.scan(l->recipe.plugin_paths);
   return l;
 }
+
+// The process-wide CPU settings for training and evaluating, with the recipe's
+// trainer.threads: the library leaves them to the program.
+void configure_cpu_for(const Recipe& recipe) { configure_cpu(resolve_threads(recipe.root["trainer"]["threads"])); }
 
 json report_json(const std::optional<LoadReport>& r) {
   if (!r) return nullptr;
@@ -226,6 +231,7 @@ int cmd_train(const RecipeArgs& args) {
   if (args.progress >= 0) options.progress = args.progress == 1;
   options.resume = args.resume;
   options.resume_weights_only = args.resume_weights_only;
+  configure_cpu_for(l->recipe);
   const FitResult r = fit(l->recipe, l->registry, options);
   if (args.json) {
     json out = {{"run_dir", r.run_dir},         {"epochs", r.epochs},   {"steps", r.steps},
@@ -238,6 +244,7 @@ int cmd_train(const RecipeArgs& args) {
 
 int cmd_eval(const RecipeArgs& args) {
   auto l = load(args);
+  configure_cpu_for(l->recipe);
   const PassResult r = evaluate(l->recipe, l->registry, args.checkpoint, args.split);
   auto metric = [&](const char* k) { return r.metrics.count(k) ? json(r.metrics.at(k)) : json(nullptr); };
   if (args.json) {

@@ -1,23 +1,25 @@
 // graft: the command line. Thin over the framework; exit codes at this edge only:
 // 0 success, 2 usage or recipe error, 1 anything else.
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <torch/version.h>
 
 #include <iostream>
 
 #include "commands.h"
 #include "graft/error.h"
+#include "graft/host/logging.h"
 #include "graft/version.h"
 
 namespace {
 
+/// --log-level: graft's lines at that level and above go to stderr as `level: text`.
+/// graft logs nothing above error, so critical is as quiet as off.
 void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("graft");
-  logger->set_pattern("%^%l%$: %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
+  using graft::log::Level;
+  if (level == "trace" || level == "debug") graft::log_to_stderr(Level::debug);
+  else if (level == "info") graft::log_to_stderr(Level::info);
+  else if (level == "warn") graft::log_to_stderr(Level::warn);
+  else if (level == "error") graft::log_to_stderr(Level::error);
 }
 
 void add_recipe_args(CLI::App* cmd, graft::cli::RecipeArgs& args) {

@@ -3,7 +3,6 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <c10/util/Exception.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -11,6 +10,7 @@
 #include <set>
 
 #include "config/node.h"
+#include "graft/log.h"
 
 namespace fs = std::filesystem;
 
@@ -107,7 +107,7 @@ void Registry::scan(const std::vector<std::string>& paths) {
       load_library(p);
     } else {
       refusals_.push_back({p, "no such file or directory"});
-      spdlog::error("plugin path {}: no such file or directory", p);
+      log::error("plugin path {}: no such file or directory", p);
     }
   }
 }
@@ -119,7 +119,7 @@ bool Registry::load_library(const std::string& path) {
 
   auto refuse = [&](const std::string& reason) {
     refusals_.push_back({path, reason});
-    spdlog::error("plugin library {} refused: {}", path, reason);
+    log::error("plugin library {} refused: {}", path, reason);
     return false;
   };
 
@@ -160,7 +160,7 @@ bool Registry::load_library(const std::string& path) {
     plugins_.push_back({std::move(entry), path});
     ++added;
   }
-  spdlog::debug("plugin library {}: {} plugins", path, added);
+  log::debug("plugin library {}: {} plugins", path, added);
   impl_->libraries->push_back(std::move(lib));
   return true;
 }

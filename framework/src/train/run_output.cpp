@@ -10,12 +10,11 @@
 #include <iostream>
 
 #include <fmt/format.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "graft/error.h"
 #include "graft/host/serialize.h"
 #include "graft/host/trainer.h"
+#include "graft/log.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -45,11 +44,12 @@ RunOutput::RunOutput(std::string dir, std::optional<bool> progress, std::int64_t
   std::error_code ec;
   fs::create_directories(fs::path(dir_) / "checkpoints", ec);
   if (ec) throw Error::usage(fmt::format("{}: cannot create the run dir: {}", dir_, ec.message()));
+  log_file_ = std::make_unique<LogFile>((fs::path(dir_) / "train.log").string(), /*append=*/resume_step >= 0);
   // what a killed run was writing when it died is not a checkpoint
   for (const auto& e : fs::directory_iterator(fs::path(dir_) / "checkpoints", ec)) {
     const std::string name = e.path().filename().string();
     if (name.size() > 5 && name[0] == '.' && name.compare(name.size() - 4, 4, ".tmp") == 0) {
-      spdlog::info("{}: an unfinished write of a stopped run, removed", e.path().string());
+      log::info("{}: an unfinished write of a stopped run, removed", e.path().string());
       fs::remove(e.path(), ec);
     }
   }
@@ -68,19 +68,9 @@ RunOutput::RunOutput(std::string dir, std::optional<bool> progress, std::int64_t
   metrics_.open(metrics, std::ios::trunc);  // a new run: its own records
   if (!metrics_) throw Error::usage(fmt::format("{}: cannot write metrics.jsonl", dir_));
   metrics_ << kept << std::flush;
-  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir_) / "train.log").string(),
-                                                                   /*truncate=*/resume_step < 0);
-  sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l: %v");
-  spdlog::default_logger()->sinks().push_back(sink);
-  file_sink_ = sink;
 }
 
-RunOutput::~RunOutput() {
-  if (file_sink_) {
-    auto& sinks = spdlog::default_logger()->sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), file_sink_), sinks.end());
-  }
-}
+RunOutput::~RunOutput() = default;
 
 void RunOutput::write_text(const std::string& name, const std::string& text) const {
   if (dir_.empty()) return;
@@ -102,9 +92,9 @@ void RunOutput::metrics_line(const json& record) {
 
 void RunOutput::log_step(const std::string& line) {
   if (!bar_) {
-    spdlog::info("{}", line);
-  } else if (file_sink_) {
-    file_sink_->log(spdlog::details::log_msg(spdlog::default_logger()->name(), spdlog::level::info, line));
+    log::info("{}", line);
+  } else if (log_file_) {
+    log_file_->write(log::Level::info, line);
   }
 }
 
@@ -187,7 +177,7 @@ std::vector<std::string> RunOutput::list_checkpoints() const {
 void RunOutput::remove_checkpoint(const std::string& name) const {
   std::error_code ec;
   fs::remove(fs::path(checkpoints_dir()) / name, ec);
-  if (ec) spdlog::warn("{}: cannot remove: {}", (fs::path(checkpoints_dir()) / name).string(), ec.message());
+  if (ec) log::warn("{}: cannot remove: {}", (fs::path(checkpoints_dir()) / name).string(), ec.message());
 }
 
 void RunOutput::final_report(const std::string& recipe, const FitResult& r) const {

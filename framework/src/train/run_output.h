@@ -15,9 +15,7 @@
 #include <ATen/core/ivalue.h>
 #include <nlohmann/json.hpp>
 
-namespace spdlog::sinks {
-class sink;
-}
+#include "graft/host/logging.h"
 
 namespace graft {
 
@@ -40,6 +38,7 @@ class RunOutput {
   /// One line of metrics.jsonl (flushed).
   void metrics_line(const nlohmann::json& record);
   /// A periodic training line: logged when there is no progress bar, else to train.log only.
+  /// (train.log gets every line graft logs while this object lives.)
   void log_step(const std::string& line);
   void progress(std::int64_t epoch, std::int64_t epochs, std::int64_t batch, std::int64_t batches, double loss,
                 double img_per_s, double eta_seconds);
@@ -63,7 +62,7 @@ class RunOutput {
   bool bar_shown_ = false;
   std::chrono::steady_clock::time_point last_bar_{};
   std::ofstream metrics_;
-  std::shared_ptr<spdlog::sinks::sink> file_sink_;
+  std::unique_ptr<LogFile> log_file_;  ///< train.log, for the run's lifetime
 };
 
 }  // namespace graft

@@ -1,11 +1,10 @@
 #include "settings.h"
 
-#include <thread>
-
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
 #include "graft/host/check.h"
+#include "graft/host/runtime.h"
 #include "train/parallel.h"
 
 namespace graft::train {
@@ -49,14 +48,6 @@ std::optional<double> optional_number(const Config& tr, const std::string& key) 
 }
 
 }  // namespace
-
-int resolve_threads(const Config& node) {
-  const std::string text = node.is_null() ? "auto" : node.scalar();
-  if (text == "auto") return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int n = node.as<int>();
-  if (n < 1) node.fail("must be >= 1 or auto");
-  return n;
-}
 
 Settings Settings::parse(const Recipe& recipe) {
   Settings s;

@@ -46,7 +46,4 @@ struct Settings {
   static Settings parse(const Recipe& recipe);
 };
 
-/// `trainer.threads` as a number: auto = the machine's cores.
-int resolve_threads(const Config& node);
-
 }  // namespace graft::train

@@ -46,16 +46,6 @@ struct FitResult {
 
 FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options);
 
-/// The process-wide CPU settings graft computes with; fit and evaluate apply them (with
-/// `trainer.threads`), and a tool that runs models outside them should too:
-/// - LibTorch's intra-op threads = `threads`;
-/// - OpenBLAS held to one thread, unless OPENBLAS_NUM_THREADS is set: LibTorch splits work
-///   over its own OpenMP threads already, and the pthread OpenBLAS's pool beside them made a
-///   small CNN's step 1.5x slower on 2 cores (README, "Benchmarks");
-/// - glibc keeping freed memory in the heap, large buffers included (no mmap): a step frees
-///   and reallocates the same buffers.
-void configure_cpu(int threads);
-
 /// Builds the recipe's model without its pretrained weights, loads `checkpoint` (a graft
 /// checkpoint or a plain state dict) strictly, and evaluates it on `split` (default: the
 /// recipe's test split).

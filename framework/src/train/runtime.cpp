@@ -1,18 +1,20 @@
-// TEMPORARY (replaced by the logging branch's runtime.cpp)
+#include "graft/host/runtime.h"
+
 #include <dlfcn.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 
-#include <torch/torch.h>
-
-#include "graft/host/trainer.h"
+#include <ATen/Parallel.h>
 
 namespace graft {
 
 void configure_cpu(int threads) {
-  torch::set_num_threads(threads);
+  at::set_num_threads(threads);
   // OpenBLAS found in the process (Debian's libblas.so.3 alternative): one thread
   if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) {
     using SetThreads = void (*)(int);
@@ -29,6 +31,14 @@ void configure_cpu(int threads) {
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 #endif
+}
+
+int resolve_threads(const Config& node) {
+  const std::string text = node.is_null() ? "auto" : node.scalar();
+  if (text == "auto") return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n = node.as<int>();
+  if (n < 1) node.fail("must be >= 1 or auto");
+  return n;
 }
 
 }  // namespace graft
