@@ -135,6 +135,7 @@ BOOST_AUTO_TEST_CASE(nothing_of_a_mismatched_library_runs_static_initialisers_in
   const auto* entry = matching.find(Kind::module, "test_trace");
   BOOST_REQUIRE(entry);
   BOOST_TEST(entry->entry.keys.size() == 3u);
+  BOOST_TEST(entry->entry.keys[1].constraint_text() == "in [1, 1000]");
   matching.create_any(Kind::module, yaml("{name: test_trace, out: 3}"));
   BOOST_TEST(graft::test::slurp(trace) == "static initialiser\nregistration\nfactory\n");
   fs::remove(trace);

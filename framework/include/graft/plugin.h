@@ -3,7 +3,7 @@
 //   #include <graft/model.h>   // ProductOf<Kind::backbone>: what a backbone factory returns
 //   static graft::Stages make_lenet(const graft::Config& c) { ... c.get<int>("num_classes") ... }
 //   GRAFT_PLUGIN(backbone, "lenet", make_lenet, "LeNet-5 as in the seeds' LeNetSequential",
-//                graft::KeySpec("num_classes", 10, "output classes"));
+//                graft::KeySpec("num_classes", 10, "output classes").min(1));
 //
 // A library may hold any number of GRAFT_PLUGIN lines (in any of its source files). The
 // CMake function graft_add_plugin() adds the library's stamp (graft ABI and LibTorch
