@@ -198,8 +198,7 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
 
   const auto param_modules = parameter_modules(root);
   if (!model["in_channels"].is_null()) {
-    const auto n = model.get<std::int64_t>("in_channels");
-    if (n <= 0) model["in_channels"].fail("must be positive");
+    const auto n = model.get<std::int64_t>("in_channels");  // >= 1 (model_schema)
     std::string first;
     bool found = false;
     for (const auto& p : param_modules)
@@ -234,8 +233,7 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
   }
 
   if (!model["num_classes"].is_null()) {
-    const auto n = model.get<std::int64_t>("num_classes");
-    if (n <= 0) model["num_classes"].fail("must be positive");
+    const auto n = model.get<std::int64_t>("num_classes");  // >= 1 (model_schema)
     if (param_modules.empty()) model["num_classes"].fail("the model has no layer with parameters");
     const std::string head = param_modules.back();
     if (head.empty()) model["num_classes"].fail("the model is a single layer; replace it with surgery instead");

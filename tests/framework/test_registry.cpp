@@ -244,3 +244,37 @@ BOOST_AUTO_TEST_CASE(search_path_is_builtin_then_environment) {
   BOOST_TEST(paths[2] == "/c/libd.so");
 }
 
+// Defaults are not checked at run time (only what a recipe writes is), so every built-in
+// plugin's defaults are checked here against the plugin's own constraints.
+BOOST_AUTO_TEST_CASE(every_builtin_default_meets_its_own_constraints) {
+  const auto& r = graft::test::registry();
+  std::size_t constrained = 0;
+  for (const auto* p : r.list()) {
+    for (auto key : p->entry.keys) {
+      if (key.required || key.default_yaml.empty() || key.default_yaml == "~" || !key.constrained()) continue;
+      ++constrained;
+      key.required = false;
+      const std::string what = std::string(graft::kind_name(p->entry.kind)) + " " + p->entry.name;
+      const auto written = yaml(key.name + ": " + key.default_yaml + "\n");
+      BOOST_TEST_CONTEXT(what << " " << key.name << " = " << key.default_yaml) {
+        BOOST_CHECK_NO_THROW(written.validated({key}, what));
+      }
+    }
+  }
+  BOOST_TEST(constrained > 50u);
+}
+
+BOOST_AUTO_TEST_CASE(constraints_reach_a_plugin_from_its_library) {
+  graft::Registry r;
+  r.scan({builtin_plugin_dir()});
+  const auto* plateau = r.find(Kind::scheduler, "reduce_on_plateau");
+  BOOST_REQUIRE(plateau);
+  const auto& keys = plateau->entry.keys;
+  const auto factor = std::find_if(keys.begin(), keys.end(), [](const auto& k) { return k.name == "factor"; });
+  BOOST_REQUIRE(factor != keys.end());
+  BOOST_TEST(factor->default_yaml == "0.1");
+  BOOST_TEST(factor->constraint_text() == "in [0, 1)");
+  const auto e = error_of([&] { r.create_any(Kind::scheduler, yaml("name: reduce_on_plateau\nfactor: 1.5\n")); });
+  BOOST_TEST(e.exit_code() == 2);
+  BOOST_TEST(std::string(e.what()) == "test.yaml:2:9: factor: must be in [0, 1), got 1.5");
+}

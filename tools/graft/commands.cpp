@@ -120,7 +120,7 @@ int cmd_plugins(const std::string& kind_filter, bool as_json) {
     for (const auto& k : p->entry.keys) width = std::max(width, k.constraint_text().size());
     for (const auto& k : p->entry.keys) {
       const std::string def = k.required ? "required" : "= " + k.default_yaml;
-      const std::string constraint = width ? fmt::format("{:<{}} ", k.constraint_text(), width) : "";
+      const std::string constraint = width ? fmt::format("{:<{}}  ", k.constraint_text(), width) : "";
       std::cout << fmt::format("      {:<18} {:<12} {:<14} {}{}\n", k.name, value_type_name(k.type), def, constraint,
                                k.doc);
     }
