@@ -5,8 +5,8 @@ namespace graft::backbones {
 namespace {
 
 Stages make_alexnet(const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
-  const auto dropout = probability(c, "dropout");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
+  const auto dropout = c.get<double>("dropout");
   auto pool = [] { return nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2)); };
   Stages net;
   net->append("features", nn::AnyModule(sequential(
@@ -29,4 +29,4 @@ Stages make_alexnet(const Config& c) {
 }  // namespace graft::backbones
 
 GRAFT_PLUGIN(backbone, "alexnet", graft::backbones::make_alexnet, "AlexNet, torchvision layout", GRAFT_TV_KEYS,
-             graft::KeySpec("dropout", 0.5, "dropout in the classifier"));
+             graft::KeySpec("dropout", 0.5, "dropout in the classifier").min(0).max(1));

@@ -1,4 +1,4 @@
-// What the torchvision backbone families share: option checks, nn.Sequential-style
+// What the torchvision backbone families share: their keys, nn.Sequential-style
 // containers, torchvision's weight initialisations, and BasicConv2d (GoogLeNet, Inception).
 // Internal to the backbones library; not part of the SDK.
 #pragma once
@@ -12,18 +12,6 @@
 namespace graft::backbones {
 
 namespace nn = torch::nn;
-
-inline std::int64_t positive(const Config& c, const std::string& key) {
-  const auto v = c.get<std::int64_t>(key);
-  if (v <= 0) c[key].fail("must be positive, got " + std::to_string(v));
-  return v;
-}
-
-inline double probability(const Config& c, const std::string& key) {
-  const auto p = c.get<double>(key);
-  if (!(p >= 0.0 && p <= 1.0)) c[key].fail("must be a probability in [0, 1], got " + std::to_string(p));
-  return p;
-}
 
 /// Appends `module` under the next index ("0", "1", ...), as nn.Sequential names its children.
 template <class M> void push(Stages& stages, M module) {
@@ -105,11 +93,11 @@ TORCH_MODULE(TransformInput);
 
 /// Replaces the input channels of the first conv of a family (`in_channels`): the first
 /// conv is built with this many inputs and nothing else changes.
-inline std::int64_t in_channels(const Config& c) { return positive(c, "in_channels"); }
+inline std::int64_t in_channels(const Config& c) { return c.get<std::int64_t>("in_channels"); }
 
 }  // namespace graft::backbones
 
 /// The keys every torchvision backbone takes.
 #define GRAFT_TV_KEYS                                                        \
-  graft::KeySpec("num_classes", 1000, "output classes"),                     \
-      graft::KeySpec("in_channels", 3, "input channels of the first convolution")
+  graft::KeySpec("num_classes", 1000, "output classes").min(1),              \
+      graft::KeySpec("in_channels", 3, "input channels of the first convolution").min(1)

@@ -69,8 +69,8 @@ constexpr Variant kDenseNet169{32, {6, 12, 32, 32}, 64};
 constexpr Variant kDenseNet201{32, {6, 12, 48, 32}, 64};
 
 Stages make_densenet(const Variant& v, const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
-  const auto drop_rate = probability(c, "dropout");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
+  const auto drop_rate = c.get<double>("dropout");
   const std::int64_t bn_size = 4;
   auto features = Stages();
   features->append("conv0", nn::AnyModule(nn::Conv2d(nn::Conv2dOptions(in_channels(c), v.num_init_features, 7)
@@ -117,7 +117,8 @@ template <const Variant& V> Stages make(const Config& c) { return make_densenet(
 
 namespace gb = graft::backbones;
 
-#define GRAFT_DENSENET_KEYS GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.0, "dropout after each dense layer (drop_rate)")
+#define GRAFT_DENSENET_KEYS \
+  GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.0, "dropout after each dense layer (drop_rate)").min(0).max(1)
 
 GRAFT_PLUGIN(backbone, "densenet121", gb::make<gb::kDenseNet121>, "DenseNet-121, torchvision layout",
              GRAFT_DENSENET_KEYS);

@@ -56,10 +56,10 @@ class AuxHeadImpl : public Block<AuxHeadImpl> {
 TORCH_MODULE(AuxHead);
 
 Stages make_googlenet(const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
   const auto in = in_channels(c);
   const bool aux = c.get<bool>("aux_logits");
-  const double dropout_aux = probability(c, "dropout_aux");
+  const double dropout_aux = c.get<double>("dropout_aux");
   auto max_pool = [](std::int64_t k) { return nn::MaxPool2d(nn::MaxPool2dOptions(k).stride(2).ceil_mode(true)); };
   Stages net;
   auto stage = [&net](const std::string& name, auto module) { net->append(name, nn::AnyModule(module)); };
@@ -87,7 +87,7 @@ Stages make_googlenet(const Config& c) {
   stage("inception5b", Inception(832, 384, 192, 384, 48, 128, 128));
   stage("avgpool", nn::AdaptiveAvgPool2d(1));
   stage("flatten", nn::Flatten());
-  stage("dropout", nn::Dropout(probability(c, "dropout")));
+  stage("dropout", nn::Dropout(c.get<double>("dropout")));
   stage("fc", nn::Linear(1024, num_classes));
   init_trunc_normal(*net, [](const std::string&) { return 0.01; });
   return net;
@@ -97,7 +97,7 @@ Stages make_googlenet(const Config& c) {
 }  // namespace graft::backbones
 
 GRAFT_PLUGIN(backbone, "googlenet", graft::backbones::make_googlenet, "GoogLeNet (Inception v1), torchvision layout",
-             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.2, "dropout before the classifier"),
+             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.2, "dropout before the classifier").min(0).max(1),
              graft::KeySpec("aux_logits", false, "build the two auxiliary heads (aux1, aux2)"),
-             graft::KeySpec("dropout_aux", 0.7, "dropout in the auxiliary heads"),
+             graft::KeySpec("dropout_aux", 0.7, "dropout in the auxiliary heads").min(0).max(1),
              graft::KeySpec("transform_input", false, "re-normalise ImageNet-normalised inputs as the original weights expect"));

@@ -142,7 +142,7 @@ class AuxLogitsImpl : public Block<AuxLogitsImpl> {
 TORCH_MODULE(AuxLogits);
 
 Stages make_inception_v3(const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
   const auto in = in_channels(c);
   auto max_pool = [] { return nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2)); };
   Stages net;
@@ -171,7 +171,7 @@ Stages make_inception_v3(const Config& c) {
   stage("Mixed_7b", InceptionE(1280));
   stage("Mixed_7c", InceptionE(2048));
   stage("avgpool", nn::AdaptiveAvgPool2d(1));
-  stage("dropout", nn::Dropout(probability(c, "dropout")));
+  stage("dropout", nn::Dropout(c.get<double>("dropout")));
   stage("flatten", nn::Flatten());
   stage("fc", nn::Linear(2048, num_classes));
   // torchvision's `stddev` attributes: only AuxLogits.fc's reaches a weight (the one set on
@@ -184,6 +184,6 @@ Stages make_inception_v3(const Config& c) {
 }  // namespace graft::backbones
 
 GRAFT_PLUGIN(backbone, "inception_v3", graft::backbones::make_inception_v3, "Inception v3, torchvision layout",
-             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout before the classifier"),
+             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout before the classifier").min(0).max(1),
              graft::KeySpec("aux_logits", false, "build the auxiliary head (AuxLogits)"),
              graft::KeySpec("transform_input", false, "re-normalise ImageNet-normalised inputs as the original weights expect"));

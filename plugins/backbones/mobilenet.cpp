@@ -35,7 +35,7 @@ class InvertedResidualImpl : public Block<InvertedResidualImpl> {
 TORCH_MODULE(InvertedResidual);
 
 Stages make_mobilenet_v2(const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
   // t (expansion), c (channels), n (repeats), s (stride of the first)
   const std::int64_t setting[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
                                       {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
@@ -56,7 +56,7 @@ Stages make_mobilenet_v2(const Config& c) {
   // torchvision's forward: adaptive_avg_pool2d and flatten (no tensors).
   net->append("avgpool", nn::AnyModule(nn::AdaptiveAvgPool2d(1)));
   net->append("flatten", nn::AnyModule(nn::Flatten()));
-  net->append("classifier", nn::AnyModule(sequential(nn::Dropout(probability(c, "dropout")),
+  net->append("classifier", nn::AnyModule(sequential(nn::Dropout(c.get<double>("dropout")),
                                                      nn::Linear(last_channel, num_classes))));
   init_convs_kaiming_fan_out(*net);
   init_linears_normal(*net);
@@ -67,4 +67,4 @@ Stages make_mobilenet_v2(const Config& c) {
 }  // namespace graft::backbones
 
 GRAFT_PLUGIN(backbone, "mobilenet_v2", graft::backbones::make_mobilenet_v2, "MobileNetV2, torchvision layout",
-             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.2, "dropout before the classifier"));
+             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.2, "dropout before the classifier").min(0).max(1));

@@ -93,7 +93,7 @@ Stages make_layer(const Variant& v, std::int64_t& inplanes, std::int64_t planes,
 }
 
 Stages make_resnet(const Variant& v, const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
   std::int64_t inplanes = 64;
   Stages net;
   net->append("conv1", nn::AnyModule(nn::Conv2d(

@@ -14,15 +14,9 @@ std::int64_t conv_pool(std::int64_t size, std::int64_t kernel, std::int64_t padd
   return (size + 2 * padding - kernel + 1) / 2;
 }
 
-std::int64_t positive(const graft::Config& c, const std::string& key) {
-  const auto v = c.get<std::int64_t>(key);
-  if (v <= 0) c[key].fail("must be positive, got " + std::to_string(v));
-  return v;
-}
-
 graft::Stages make_lenet(const graft::Config& c) {
-  const auto in = positive(c, "in_channels");
-  const auto size = positive(c, "input_size");
+  const auto in = c.get<std::int64_t>("in_channels");
+  const auto size = c.get<std::int64_t>("input_size");
   const auto after = conv_pool(conv_pool(size, 5, 0), 5, 0);
   if (after <= 0) c["input_size"].fail("is too small for LeNet's two 5x5 convolutions");
 
@@ -39,7 +33,7 @@ graft::Stages make_lenet(const graft::Config& c) {
   classifier->append("1", nn::AnyModule(nn::ReLU()));
   classifier->append("2", nn::AnyModule(nn::Linear(120, 84)));
   classifier->append("3", nn::AnyModule(nn::ReLU()));
-  classifier->append("4", nn::AnyModule(nn::Linear(84, positive(c, "num_classes"))));
+  classifier->append("4", nn::AnyModule(nn::Linear(84, c.get<std::int64_t>("num_classes"))));
 
   graft::Stages net;
   net->append("features", nn::AnyModule(features));
@@ -49,9 +43,9 @@ graft::Stages make_lenet(const graft::Config& c) {
 }
 
 graft::Stages make_simple_cnn(const graft::Config& c) {
-  const auto in = positive(c, "in_channels");
-  const auto width = positive(c, "width");
-  const auto size = positive(c, "input_size");
+  const auto in = c.get<std::int64_t>("in_channels");
+  const auto width = c.get<std::int64_t>("width");
+  const auto size = c.get<std::int64_t>("input_size");
   const auto after = conv_pool(conv_pool(size, 3, 1), 3, 1);
   if (after <= 0) c["input_size"].fail("is too small for two conv+pool blocks");
 
@@ -65,12 +59,12 @@ graft::Stages make_simple_cnn(const graft::Config& c) {
   features->append("6", nn::AnyModule(nn::ReLU()));
   features->append("7", nn::AnyModule(nn::MaxPool2d(nn::MaxPool2dOptions(2))));
 
-  const auto hidden = positive(c, "hidden");
+  const auto hidden = c.get<std::int64_t>("hidden");
   graft::Stages classifier;
   classifier->append("0", nn::AnyModule(nn::Linear(2 * width * after * after, hidden)));
   classifier->append("1", nn::AnyModule(nn::ReLU()));
   classifier->append("2", nn::AnyModule(nn::Dropout(c.get<double>("dropout"))));
-  classifier->append("3", nn::AnyModule(nn::Linear(hidden, positive(c, "num_classes"))));
+  classifier->append("3", nn::AnyModule(nn::Linear(hidden, c.get<std::int64_t>("num_classes"))));
 
   graft::Stages net;
   net->append("features", nn::AnyModule(features));
@@ -82,37 +76,36 @@ graft::Stages make_simple_cnn(const graft::Config& c) {
 graft::Stages make_mlp(const graft::Config& c) {
   graft::Stages net;
   net->append("0", nn::AnyModule(nn::Flatten()));
-  std::int64_t width = positive(c, "in_features");
+  std::int64_t width = c.get<std::int64_t>("in_features");
   const double dropout = c.get<double>("dropout");
   std::size_t index = 1;
   for (const auto h : c.get<std::vector<std::int64_t>>("hidden")) {
-    if (h <= 0) c["hidden"].fail("layer widths must be positive");
     net->append(std::to_string(index++), nn::AnyModule(nn::Linear(width, h)));
     net->append(std::to_string(index++), nn::AnyModule(nn::ReLU()));
     if (dropout > 0) net->append(std::to_string(index++), nn::AnyModule(nn::Dropout(dropout)));
     width = h;
   }
-  net->append(std::to_string(index), nn::AnyModule(nn::Linear(width, positive(c, "num_classes"))));
+  net->append(std::to_string(index), nn::AnyModule(nn::Linear(width, c.get<std::int64_t>("num_classes"))));
   return net;
 }
 
 }  // namespace
 
 GRAFT_PLUGIN(backbone, "lenet", make_lenet, "LeNet-5 as the seeds' LeNetSequential (features, classifier)",
-             graft::KeySpec("num_classes", 10, "output classes"),
-             graft::KeySpec("in_channels", 3, "input channels"),
-             graft::KeySpec("input_size", 32, "input height and width"));
+             graft::KeySpec("num_classes", 10, "output classes").min(1),
+             graft::KeySpec("in_channels", 3, "input channels").min(1),
+             graft::KeySpec("input_size", 32, "input height and width").min(1));
 
 GRAFT_PLUGIN(backbone, "simple_cnn", make_simple_cnn, "Two conv+BN+pool blocks and an MLP classifier",
-             graft::KeySpec("num_classes", 10, "output classes"),
-             graft::KeySpec("in_channels", 1, "input channels"),
-             graft::KeySpec("input_size", 28, "input height and width"),
-             graft::KeySpec("width", 32, "channels of the first conv (the second has twice as many)"),
-             graft::KeySpec("hidden", 256, "width of the classifier's hidden layer"),
-             graft::KeySpec("dropout", 0.5, "dropout before the last layer"));
+             graft::KeySpec("num_classes", 10, "output classes").min(1),
+             graft::KeySpec("in_channels", 1, "input channels").min(1),
+             graft::KeySpec("input_size", 28, "input height and width").min(1),
+             graft::KeySpec("width", 32, "channels of the first conv (the second has twice as many)").min(1),
+             graft::KeySpec("hidden", 256, "width of the classifier's hidden layer").min(1),
+             graft::KeySpec("dropout", 0.5, "dropout before the last layer").min(0).max(1));
 
 GRAFT_PLUGIN(backbone, "mlp", make_mlp, "Multi-layer perceptron on flattened inputs",
-             graft::KeySpec("num_classes", 10, "output classes"),
-             graft::KeySpec("in_features", 784, "inputs after flattening (28*28 for MNIST)"),
-             graft::KeySpec("hidden", std::vector<std::int64_t>{256, 128}, "hidden layer widths"),
-             graft::KeySpec("dropout", 0.0, "dropout after each hidden layer (0: none)"));
+             graft::KeySpec("num_classes", 10, "output classes").min(1),
+             graft::KeySpec("in_features", 784, "inputs after flattening (28*28 for MNIST)").min(1),
+             graft::KeySpec("hidden", std::vector<std::int64_t>{256, 128}, "hidden layer widths").min(1),
+             graft::KeySpec("dropout", 0.0, "dropout after each hidden layer (0: none)").min(0).max(1));

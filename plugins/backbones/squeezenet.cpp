@@ -42,11 +42,11 @@ Stages features_1_1(std::int64_t in) {
 }
 
 template <Stages (*Features)(std::int64_t)> Stages make(const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
   auto final_conv = nn::Conv2d(nn::Conv2dOptions(512, num_classes, 1));
   Stages net;
   net->append("features", nn::AnyModule(Features(in_channels(c))));
-  net->append("classifier", nn::AnyModule(sequential(nn::Dropout(probability(c, "dropout")), final_conv, nn::ReLU(),
+  net->append("classifier", nn::AnyModule(sequential(nn::Dropout(c.get<double>("dropout")), final_conv, nn::ReLU(),
                                                      nn::AdaptiveAvgPool2d(1))));
   net->append("flatten", nn::AnyModule(nn::Flatten()));
 
@@ -67,6 +67,6 @@ template <Stages (*Features)(std::int64_t)> Stages make(const Config& c) {
 namespace gb = graft::backbones;
 
 GRAFT_PLUGIN(backbone, "squeezenet1_0", gb::make<gb::features_1_0>, "SqueezeNet 1.0, torchvision layout",
-             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout before the final convolution"));
+             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout before the final convolution").min(0).max(1));
 GRAFT_PLUGIN(backbone, "squeezenet1_1", gb::make<gb::features_1_1>, "SqueezeNet 1.1, torchvision layout",
-             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout before the final convolution"));
+             GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout before the final convolution").min(0).max(1));

@@ -34,8 +34,8 @@ Stages make_features(const std::vector<std::int64_t>& cfg, bool batch_norm, std:
 }
 
 Stages make_vgg(const std::vector<std::int64_t>& cfg, bool batch_norm, const Config& c) {
-  const auto num_classes = positive(c, "num_classes");
-  const auto dropout = probability(c, "dropout");
+  const auto num_classes = c.get<std::int64_t>("num_classes");
+  const auto dropout = c.get<double>("dropout");
   Stages net;
   net->append("features", nn::AnyModule(make_features(cfg, batch_norm, in_channels(c))));
   net->append("avgpool", nn::AnyModule(nn::AdaptiveAvgPool2d(7)));
@@ -57,7 +57,7 @@ template <const std::vector<std::int64_t>& Cfg, bool BatchNorm> Stages make(cons
 
 namespace gb = graft::backbones;
 
-#define GRAFT_VGG_KEYS GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout in the classifier")
+#define GRAFT_VGG_KEYS GRAFT_TV_KEYS, graft::KeySpec("dropout", 0.5, "dropout in the classifier").min(0).max(1)
 
 GRAFT_PLUGIN(backbone, "vgg11", (gb::make<gb::kVgg11, false>), "VGG-11, torchvision layout", GRAFT_VGG_KEYS);
 GRAFT_PLUGIN(backbone, "vgg13", (gb::make<gb::kVgg13, false>), "VGG-13, torchvision layout", GRAFT_VGG_KEYS);

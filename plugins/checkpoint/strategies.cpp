@@ -47,19 +47,15 @@ Names retire_numbered(const Names& existing, const std::string& prefix, std::int
   return out;
 }
 
-std::int64_t positive(const graft::Config& c, const char* key, bool zero_ok = false) {
-  const auto v = c.get<std::int64_t>(key);
-  if (v < (zero_ok ? 0 : 1)) c[key].fail(zero_ok ? "must be >= 0" : "must be >= 1");
-  return v;
-}
-
 // ---- periodic ------------------------------------------------------------------------
 
 /// last.pth, overwritten (atomically) every N epochs / steps and at the end of the run.
 class SaveLast : public graft::CheckpointStrategy {
  public:
   explicit SaveLast(const graft::Config& c)
-      : file_(c.get<std::string>("file")), epochs_(positive(c, "every_n_epochs", true)), steps_(positive(c, "every_n_steps", true)) {}
+      : file_(c.get<std::string>("file")),
+        epochs_(c.get<std::int64_t>("every_n_epochs")),
+        steps_(c.get<std::int64_t>("every_n_steps")) {}
   Names files_to_save(TrainContext& ctx, SavePoint at) override {
     const bool now = at == SavePoint::end || (at == SavePoint::epoch && epochs_ > 0 && (ctx.epoch + 1) % epochs_ == 0) ||
                      (at == SavePoint::step && steps_ > 0 && ctx.step % steps_ == 0);
@@ -74,7 +70,7 @@ class SaveLast : public graft::CheckpointStrategy {
 /// epoch-NNNN.pth every N epochs (NNNN: epochs completed), keeping the newest `keep`.
 class EveryNEpochs : public graft::CheckpointStrategy {
  public:
-  explicit EveryNEpochs(const graft::Config& c) : n_(positive(c, "n")), keep_(positive(c, "keep", true)) {}
+  explicit EveryNEpochs(const graft::Config& c) : n_(c.get<std::int64_t>("n")), keep_(c.get<std::int64_t>("keep")) {}
   Names files_to_save(TrainContext& ctx, SavePoint at) override {
     if (at != SavePoint::epoch || (ctx.epoch + 1) % n_ != 0) return {};
     return {fmt::format("epoch-{:04}.pth", ctx.epoch + 1)};
@@ -90,7 +86,7 @@ class EveryNEpochs : public graft::CheckpointStrategy {
 /// step-NNNNNNNN.pth every N optimizer steps, keeping the newest `keep`.
 class EveryNSteps : public graft::CheckpointStrategy {
  public:
-  explicit EveryNSteps(const graft::Config& c) : n_(positive(c, "n")), keep_(positive(c, "keep", true)) {}
+  explicit EveryNSteps(const graft::Config& c) : n_(c.get<std::int64_t>("n")), keep_(c.get<std::int64_t>("keep")) {}
   Names files_to_save(TrainContext& ctx, SavePoint at) override {
     if (at != SavePoint::step || ctx.step % n_ != 0) return {};
     return {fmt::format("step-{:08}.pth", ctx.step)};
@@ -107,10 +103,8 @@ class EveryNSteps : public graft::CheckpointStrategy {
 /// clock; the clock restarts with each save and with a resumed run.
 class EveryNMinutes : public graft::CheckpointStrategy {
  public:
-  explicit EveryNMinutes(const graft::Config& c) : keep_(positive(c, "keep", true)) {
-    const double minutes = c.get<double>("minutes");
-    if (!(minutes > 0)) c["minutes"].fail("must be > 0");
-    period_ = std::chrono::duration<double>(minutes * 60.0);
+  explicit EveryNMinutes(const graft::Config& c) : keep_(c.get<std::int64_t>("keep")) {
+    period_ = std::chrono::duration<double>(c.get<double>("minutes") * 60.0);
   }
   void on_fit_start(TrainContext&) override { last_ = Clock::now(); }
   Names files_to_save(TrainContext& ctx, SavePoint at) override {
@@ -135,10 +129,9 @@ class EveryNMinutes : public graft::CheckpointStrategy {
 /// best.pth for the best of all. Ties keep the earlier file.
 class BestK : public graft::CheckpointStrategy {
  public:
-  explicit BestK(const graft::Config& c) : monitor_(c.get<std::string>("monitor")), k_(positive(c, "k")) {
+  explicit BestK(const graft::Config& c) : monitor_(c.get<std::string>("monitor")), k_(c.get<std::int64_t>("k")) {
     mode_ = c.get<std::string>("mode");
     if (mode_ == "auto") mode_ = monitor_.find("loss") != std::string::npos ? "min" : "max";
-    if (mode_ != "min" && mode_ != "max") c["mode"].fail("expected min, max or auto, got '" + mode_ + "'");
     tag_ = monitor_;
     std::replace(tag_.begin(), tag_.end(), '/', '_');
   }
@@ -206,9 +199,8 @@ class BestK : public graft::CheckpointStrategy {
 /// removes the rest after every save.
 class KeepLastK : public graft::CheckpointStrategy {
  public:
-  explicit KeepLastK(const graft::Config& c) : k_(positive(c, "k")), patterns_(c.get<std::vector<std::string>>("patterns")) {
-    if (patterns_.empty()) c["patterns"].fail("needs at least one file pattern");
-  }
+  explicit KeepLastK(const graft::Config& c)
+      : k_(c.get<std::int64_t>("k")), patterns_(c.get<std::vector<std::string>>("patterns")) {}
   Names files_to_save(TrainContext&, SavePoint) override { return {}; }
   Names files_to_remove(TrainContext&, const Names& existing, const Names&) override {
     Names mine;
@@ -272,7 +264,6 @@ class OnSignal : public graft::CheckpointStrategy {
   explicit OnSignal(const graft::Config& c) : file_(c.get<std::string>("file")), code_(c.get<int>("exit_code")) {
     for (const auto& s : c["stop"].items()) stop_.push_back(signal_number(s, s.as<std::string>()));
     for (const auto& s : c["save"].items()) save_.push_back(signal_number(s, s.as<std::string>()));
-    if (code_ < 1 || code_ > 125) c["exit_code"].fail("must be within 1..125");
   }
   ~OnSignal() override { restore(); }
 
@@ -328,35 +319,37 @@ class OnException : public graft::CheckpointStrategy {
 
 GRAFT_PLUGIN(checkpoint, "save_last", std::make_shared<SaveLast>,
              "last.pth every N epochs and/or steps and at the end of the run (overwritten atomically)",
-             graft::KeySpec("file", "last.pth", "file name in checkpoints/"),
-             graft::KeySpec("every_n_epochs", 1, "save every N epochs (0: not per epoch)"),
-             graft::KeySpec("every_n_steps", 0, "save every N optimizer steps (0: not per step)"));
+             graft::KeySpec("file", "last.pth", "file name in checkpoints/").non_empty(),
+             graft::KeySpec("every_n_epochs", 1, "save every N epochs (0: not per epoch)").min(0),
+             graft::KeySpec("every_n_steps", 0, "save every N optimizer steps (0: not per step)").min(0));
 GRAFT_PLUGIN(checkpoint, "every_n_epochs", std::make_shared<EveryNEpochs>,
-             "epoch-NNNN.pth every N epochs", graft::KeySpec("n", 1, "epochs between saves"),
-             graft::KeySpec("keep", 0, "keep the newest K of these files (0: all)"));
+             "epoch-NNNN.pth every N epochs", graft::KeySpec("n", 1, "epochs between saves").min(1),
+             graft::KeySpec("keep", 0, "keep the newest K of these files (0: all)").min(0));
 GRAFT_PLUGIN(checkpoint, "every_n_steps", std::make_shared<EveryNSteps>,
-             "step-NNNNNNNN.pth every N optimizer steps", graft::KeySpec::required_key("n", graft::ValueType::integer, "steps between saves"),
-             graft::KeySpec("keep", 0, "keep the newest K of these files (0: all)"));
+             "step-NNNNNNNN.pth every N optimizer steps",
+             graft::KeySpec::required_key("n", graft::ValueType::integer, "steps between saves").min(1),
+             graft::KeySpec("keep", 0, "keep the newest K of these files (0: all)").min(0));
 GRAFT_PLUGIN(checkpoint, "every_n_minutes", std::make_shared<EveryNMinutes>,
              "time-NNNNNNNN.pth (the step) every N minutes of wall clock, at a step boundary",
-             graft::KeySpec::required_key("minutes", graft::ValueType::number, "minutes between saves"),
-             graft::KeySpec("keep", 0, "keep the newest K of these files (0: all)"));
+             graft::KeySpec::required_key("minutes", graft::ValueType::number, "minutes between saves").greater_than(0),
+             graft::KeySpec("keep", 0, "keep the newest K of these files (0: all)").min(0));
 GRAFT_PLUGIN(checkpoint, "best_k", std::make_shared<BestK>,
              "the K best epochs by a monitored metric, and best.pth for the best one",
-             graft::KeySpec("monitor", "val/top1", "metric name (val/top1, val/loss, train/loss, ...)"),
-             graft::KeySpec("mode", "auto", "max, min, or auto (min when the name holds 'loss')"),
-             graft::KeySpec("k", 1, "how many to keep"));
+             graft::KeySpec("monitor", "val/top1", "metric name (val/top1, val/loss, train/loss, ...)").non_empty(),
+             graft::KeySpec("mode", "auto", "max, min, or auto (min when the name holds 'loss')").choices({"max", "min", "auto"}),
+             graft::KeySpec("k", 1, "how many to keep").min(1));
 GRAFT_PLUGIN(checkpoint, "keep_last_k", std::make_shared<KeepLastK>,
              "retention: keeps the newest K files matching the patterns, removes the others",
-             graft::KeySpec("k", 3, "files to keep"),
+             graft::KeySpec("k", 3, "files to keep").min(1),
              graft::KeySpec("patterns", std::vector<std::string>{"epoch-*.pth", "step-*.pth", "time-*.pth"},
-                            "glob patterns of the files it manages"));
+                            "glob patterns of the files it manages")
+                 .non_empty());
 GRAFT_PLUGIN(checkpoint, "on_signal", std::make_shared<OnSignal>,
              "on SIGTERM/SIGINT: finish the step, save, exit with exit_code; on SIGUSR1: save and go on",
              graft::KeySpec("stop", std::vector<std::string>{"SIGTERM", "SIGINT"}, "signals that save and stop"),
              graft::KeySpec("save", std::vector<std::string>{"SIGUSR1"}, "signals that save and continue"),
-             graft::KeySpec("exit_code", 75, "exit code after a stop signal (75: EX_TEMPFAIL, 'resume me')"),
-             graft::KeySpec("file", "last.pth", "file name in checkpoints/"));
+             graft::KeySpec("exit_code", 75, "exit code after a stop signal (75: EX_TEMPFAIL, 'resume me')").min(1).max(125),
+             graft::KeySpec("file", "last.pth", "file name in checkpoints/").non_empty());
 GRAFT_PLUGIN(checkpoint, "on_exception", std::make_shared<OnException>,
              "saves when the run fails with an error (not an exact resume point)",
-             graft::KeySpec("file", "exception.pth", "file name in checkpoints/"));
+             graft::KeySpec("file", "exception.pth", "file name in checkpoints/").non_empty());

@@ -57,10 +57,7 @@ class ImageFolder : public DataSource {
  public:
   explicit ImageFolder(const Config& c) {
     const auto mode = c.get<std::string>("mode");
-    if (mode == "keep") mode_ = ColorMode::keep;
-    else if (mode == "rgb") mode_ = ColorMode::rgb;
-    else if (mode == "gray") mode_ = ColorMode::gray;
-    else c["mode"].fail("must be keep, rgb or gray, got '" + mode + "'");
+    mode_ = mode == "rgb" ? ColorMode::rgb : mode == "gray" ? ColorMode::gray : ColorMode::keep;
 
     const std::vector<std::string> names = {"train", "val", "test"};
     for (const auto& name : names) {
@@ -147,4 +144,5 @@ GRAFT_PLUGIN(dataset, "image_folder", make_image_folder,
              graft::KeySpec("train", graft::ValueType::string, "~", "the train split's directory (overrides root)"),
              graft::KeySpec("val", graft::ValueType::string, "~", "the val split's directory (overrides root)"),
              graft::KeySpec("test", graft::ValueType::string, "~", "the test split's directory (overrides root)"),
-             graft::KeySpec("mode", "keep", "channels: keep (gray 1, colour 3), rgb (3) or gray (1)"));
+             graft::KeySpec("mode", "keep", "channels: keep (gray 1, colour 3), rgb (3) or gray (1)")
+                 .choices({"keep", "rgb", "gray"}));

@@ -64,13 +64,7 @@ class Synthetic : public DataSource {
         test_size_(c.get<std::int64_t>("test_size")),
         noise_(c.get<double>("noise")) {
     const auto k = c.get<std::int64_t>("num_classes");
-    if (k < 1) c["num_classes"].fail("must be at least 1, got " + std::to_string(k));
     const auto shape = c.get<std::vector<std::int64_t>>("shape");
-    if (shape.size() != 3 || *std::min_element(shape.begin(), shape.end()) < 1)
-      c["shape"].fail("must be [C, H, W] with positive sizes");
-    for (const char* key : {"train_size", "test_size"})
-      if (c.get<std::int64_t>(key) < 0) c[key].fail("must not be negative");
-    if (!(noise_ >= 0 && noise_ <= 2)) c["noise"].fail("must be in [0, 2]");
     auto patterns = std::make_shared<std::vector<torch::Tensor>>();
     for (std::int64_t cls = 0; cls < k; ++cls) {
       Rng rng(Rng::seed_for(seed_, 0x7061747465726eULL /* "pattern" */, static_cast<std::uint64_t>(cls)));
@@ -107,9 +101,11 @@ std::shared_ptr<DataSource> make_synthetic(const Config& c) { return std::make_s
 
 GRAFT_PLUGIN(dataset, "synthetic", make_synthetic,
              "Deterministic random uint8 images: a fixed pattern per class plus noise; sample i has class i mod num_classes",
-             graft::KeySpec("num_classes", 10, "classes"),
-             graft::KeySpec("shape", std::vector<std::int64_t>{1, 28, 28}, "image shape [C, H, W]"),
-             graft::KeySpec("train_size", 1000, "samples in the train split"),
-             graft::KeySpec("test_size", 200, "samples in the test split"),
-             graft::KeySpec("noise", 0.5, "noise amplitude relative to the pixel range (0: the bare patterns)"),
+             graft::KeySpec("num_classes", 10, "classes").min(1),
+             graft::KeySpec("shape", std::vector<std::int64_t>{1, 28, 28}, "image shape [C, H, W]").length(3).min(1),
+             graft::KeySpec("train_size", 1000, "samples in the train split").min(0),
+             graft::KeySpec("test_size", 200, "samples in the test split").min(0),
+             graft::KeySpec("noise", 0.5, "noise amplitude relative to the pixel range (0: the bare patterns)")
+                 .min(0)
+                 .max(2),
              graft::KeySpec("seed", 0, "seed of the patterns and the noise"));

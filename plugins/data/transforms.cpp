@@ -38,10 +38,7 @@ std::pair<std::int64_t, std::int64_t> size_hw(const Config& c, const std::string
 }
 
 Interp interp_of(const Config& c) {
-  const auto s = c.get<std::string>("interpolation");
-  if (s == "bilinear") return Interp::bilinear;
-  if (s == "nearest") return Interp::nearest;
-  c["interpolation"].fail("must be nearest or bilinear, got '" + s + "'");
+  return c.get<std::string>("interpolation") == "nearest" ? Interp::nearest : Interp::bilinear;
 }
 
 // ---- value transforms --------------------------------------------------------------------
@@ -125,11 +122,10 @@ Padding padding_of(const Config& c) {
   else n.fail("must be an int, [left/right, top/bottom] or [left, top, right, bottom]");
   if (std::min({p.left, p.top, p.right, p.bottom}) < 0) n.fail("must not be negative");
   const auto mode = c.get<std::string>("padding_mode");
-  if (mode == "constant") p.mode = PadMode::constant;
-  else if (mode == "edge") p.mode = PadMode::edge;
+  if (mode == "edge") p.mode = PadMode::edge;
   else if (mode == "reflect") p.mode = PadMode::reflect;
   else if (mode == "symmetric") p.mode = PadMode::symmetric;
-  else c["padding_mode"].fail("must be constant, edge, reflect or symmetric, got '" + mode + "'");
+  else p.mode = PadMode::constant;
   p.fill = c.get<double>("fill");
   return p;
 }
@@ -244,11 +240,10 @@ std::shared_ptr<Transform> make_to_tensor(const Config&) { return std::make_shar
 std::shared_ptr<Transform> make_normalize(const Config& c) {
   auto t = std::make_shared<Normalize>();
   const auto mean = c.get<std::vector<double>>("mean"), std = c.get<std::vector<double>>("std");
-  if (mean.empty()) c["mean"].fail("must not be empty");
   if (std.size() != mean.size())
     c["std"].fail("has " + std::to_string(std.size()) + " values, mean has " + std::to_string(mean.size()));
-  for (double s : std)
-    if (!(s != 0) || !std::isfinite(s)) c["std"].fail("must be finite and non-zero");
+  for (std::size_t i = 0; i < std.size(); ++i)
+    if (std[i] == 0) c["std"][i].fail("must be non-zero");
   const auto n = static_cast<std::int64_t>(mean.size());
   t->mean = torch::tensor(mean, torch::kDouble).to(torch::kFloat).view({n, 1, 1});
   t->std = torch::tensor(std, torch::kDouble).to(torch::kFloat).view({n, 1, 1});
@@ -290,7 +285,6 @@ std::shared_ptr<Transform> make_random_crop(const Config& c) {
 std::shared_ptr<Transform> make_flip(const Config& c, std::int64_t dim) {
   auto t = std::make_shared<RandomFlip>();
   t->p = c.get<double>("p");
-  if (!(t->p >= 0 && t->p <= 1)) c["p"].fail("must be a probability in [0, 1]");
   t->dim = dim;
   return t;
 }
@@ -320,10 +314,8 @@ std::shared_ptr<Transform> make_random_resized_crop(const Config& c) {
   auto t = std::make_shared<RandomResizedCrop>();
   std::tie(t->h, t->w) = size_hw(c, "size");
   const auto scale = c.get<std::vector<double>>("scale"), ratio = c.get<std::vector<double>>("ratio");
-  if (scale.size() != 2 || !(0 < scale[0] && scale[0] <= scale[1]))
-    c["scale"].fail("must be [min, max] with 0 < min <= max");
-  if (ratio.size() != 2 || !(0 < ratio[0] && ratio[0] <= ratio[1]))
-    c["ratio"].fail("must be [min, max] with 0 < min <= max");
+  if (!(scale[0] <= scale[1])) c["scale"].fail("must be [min, max] with min <= max");
+  if (!(ratio[0] <= ratio[1])) c["ratio"].fail("must be [min, max] with min <= max");
   t->scale_lo = scale[0], t->scale_hi = scale[1], t->ratio_lo = ratio[0], t->ratio_hi = ratio[1];
   t->interp = interp_of(c);
   return t;
@@ -335,14 +327,19 @@ using graft::KeySpec;
 using graft::ValueType;
 
 KeySpec size_key(const char* doc) { return KeySpec::required_key("size", ValueType::any, doc); }
-KeySpec interp_key(const char* def) { return KeySpec("interpolation", def, "nearest or bilinear"); }
+KeySpec interp_key(const char* def) {
+  return KeySpec("interpolation", def, "how pixels are resampled").choices({"nearest", "bilinear"});
+}
+KeySpec padding_mode_key() {
+  return KeySpec("padding_mode", "constant", "how the border is filled").choices({"constant", "edge", "reflect", "symmetric"});
+}
 
 }  // namespace
 
 GRAFT_PLUGIN(transform, "to_tensor", make_to_tensor, "uint8 image -> float in [0, 1] (x / 255), as ToTensor");
 GRAFT_PLUGIN(transform, "normalize", make_normalize, "(x - mean) / std per channel, on float images, as Normalize",
-             KeySpec::required_key("mean", ValueType::number_list, "one value per channel (or one for all)"),
-             KeySpec::required_key("std", ValueType::number_list, "one value per channel (or one for all)"));
+             KeySpec::required_key("mean", ValueType::number_list, "one value per channel (or one for all)").non_empty(),
+             KeySpec::required_key("std", ValueType::number_list, "one non-zero value per channel (or one for all)").finite());
 GRAFT_PLUGIN(transform, "resize", make_resize, "Resize (antialias off): size = the shorter side, or [height, width]",
              size_key("an int (the shorter side) or [height, width]"), interp_key("bilinear"));
 GRAFT_PLUGIN(transform, "center_crop", make_center_crop, "CenterCrop (zero padding when larger than the image)",
@@ -350,17 +347,17 @@ GRAFT_PLUGIN(transform, "center_crop", make_center_crop, "CenterCrop (zero paddi
 GRAFT_PLUGIN(transform, "pad", make_pad, "Pad",
              KeySpec::required_key("padding", ValueType::any, "int, [left/right, top/bottom] or [left, top, right, bottom]"),
              KeySpec("fill", 0.0, "value of constant padding"),
-             KeySpec("padding_mode", "constant", "constant, edge, reflect or symmetric"));
+             padding_mode_key());
 GRAFT_PLUGIN(transform, "random_crop", make_random_crop, "RandomCrop: optional padding, then a random window",
              size_key("an int (square) or [height, width]"),
              KeySpec("padding", ValueType::any, "0", "int, [left/right, top/bottom] or [left, top, right, bottom]"),
              KeySpec("pad_if_needed", false, "pad an image smaller than the crop"),
              KeySpec("fill", 0.0, "value of constant padding"),
-             KeySpec("padding_mode", "constant", "constant, edge, reflect or symmetric"));
+             padding_mode_key());
 GRAFT_PLUGIN(transform, "random_horizontal_flip", make_hflip, "RandomHorizontalFlip",
-             KeySpec("p", 0.5, "probability of a flip"));
+             KeySpec("p", 0.5, "probability of a flip").min(0).max(1));
 GRAFT_PLUGIN(transform, "random_vertical_flip", make_vflip, "RandomVerticalFlip",
-             KeySpec("p", 0.5, "probability of a flip"));
+             KeySpec("p", 0.5, "probability of a flip").min(0).max(1));
 GRAFT_PLUGIN(transform, "random_rotation", make_random_rotation,
              "RandomRotation about the centre (expand off), uniform angle in degrees",
              KeySpec::required_key("degrees", ValueType::any, "d (the range [-d, d]) or [min, max]"),
@@ -369,7 +366,11 @@ GRAFT_PLUGIN(transform, "random_rotation", make_random_rotation,
 GRAFT_PLUGIN(transform, "random_resized_crop", make_random_resized_crop,
              "RandomResizedCrop: a random area and aspect ratio, resized to size",
              size_key("an int (square) or [height, width]"),
-             KeySpec("scale", std::vector<double>{0.08, 1.0}, "range of the crop's area fraction"),
-             KeySpec("ratio", std::vector<double>{3.0 / 4.0, 4.0 / 3.0}, "range of the crop's aspect ratio"),
+             KeySpec("scale", std::vector<double>{0.08, 1.0}, "range [min, max] of the crop's area fraction")
+                 .length(2)
+                 .greater_than(0),
+             KeySpec("ratio", std::vector<double>{3.0 / 4.0, 4.0 / 3.0}, "range [min, max] of the crop's aspect ratio")
+                 .length(2)
+                 .greater_than(0),
              interp_key("bilinear"));
 GRAFT_PLUGIN(transform, "grayscale_to_rgb", make_grayscale_to_rgb, "1 channel -> 3 by repetition (3 channels: unchanged)");

@@ -12,12 +12,6 @@ bool any_match(const std::vector<std::string>& globs, const std::string& name) {
   return false;
 }
 
-std::vector<std::string> patterns(const graft::Config& c, const std::string& key) {
-  const auto v = c.get<std::vector<std::string>>(key);
-  if (v.empty()) c[key].fail("needs at least one pattern");
-  return v;
-}
-
 bool under(const std::string& name, const std::string& path) {
   return path.empty() || name == path || name.rfind(path + ".", 0) == 0;
 }
@@ -37,12 +31,12 @@ struct Freeze : graft::Freezer {
 
 std::shared_ptr<graft::Freezer> make_freeze(const graft::Config& c) {
   auto f = std::make_shared<Freeze>();
-  f->globs = patterns(c, "patterns");
+  f->globs = c.get<std::vector<std::string>>("patterns");
   return f;
 }
 std::shared_ptr<graft::Freezer> make_freeze_all_except(const graft::Config& c) {
   auto f = std::make_shared<Freeze>();
-  f->globs = patterns(c, "patterns");
+  f->globs = c.get<std::vector<std::string>>("patterns");
   f->except = true;
   return f;
 }
@@ -68,7 +62,6 @@ struct FrozenStages : graft::Freezer {
 std::shared_ptr<graft::Freezer> make_frozen_stages(const graft::Config& c) {
   auto f = std::make_shared<FrozenStages>();
   f->n = c.get<std::int64_t>("n");
-  if (f->n < 0) c["n"].fail("must be >= 0");
   f->norm_eval = c.get<bool>("norm_eval");
   return f;
 }
@@ -124,16 +117,15 @@ struct GradualUnfreeze : graft::Freezer {
 
 std::shared_ptr<graft::Freezer> make_gradual_unfreeze(const graft::Config& c) {
   auto f = std::make_shared<GradualUnfreeze>();
-  f->frozen = patterns(c, "frozen");
+  f->frozen = c.get<std::vector<std::string>>("frozen");
   const graft::Config list = c["milestones"];
   if (!list.is_list() || list.size() == 0) list.fail("expected a list of {epoch: E, unfreeze: [patterns], lr: LR}");
   for (const auto& item : list.items()) {
-    const auto ms = item.validated({graft::KeySpec::required_key("epoch", graft::ValueType::integer, "epoch"),
+    const auto ms = item.validated({graft::KeySpec::required_key("epoch", graft::ValueType::integer, "epoch").min(0),
                                     graft::KeySpec::required_key("unfreeze", graft::ValueType::string_list, "patterns"),
                                     graft::KeySpec("lr", -1.0, "learning rate for what is unfrozen")},
                                    "a milestone");
     f->milestones.push_back({ms.get<std::int64_t>("epoch"), ms.get<std::vector<std::string>>("unfreeze"), ms.get<double>("lr")});
-    if (f->milestones.back().epoch < 0) ms["epoch"].fail("must be >= 0");
   }
   std::stable_sort(f->milestones.begin(), f->milestones.end(),
                    [](const GradualUnfreeze::Milestone& a, const GradualUnfreeze::Milestone& b) { return a.epoch < b.epoch; });
@@ -143,18 +135,18 @@ std::shared_ptr<graft::Freezer> make_gradual_unfreeze(const graft::Config& c) {
 }  // namespace
 
 GRAFT_PLUGIN(freezer, "freeze", make_freeze, "freeze the parameters matching glob patterns",
-             graft::KeySpec::required_key("patterns", graft::ValueType::string_list, "globs on parameter names"));
+             graft::KeySpec::required_key("patterns", graft::ValueType::string_list, "globs on parameter names").non_empty());
 GRAFT_PLUGIN(freezer, "freeze_all_except", make_freeze_all_except,
              "freeze every parameter except those matching patterns (seed 000: all but fc)",
-             graft::KeySpec::required_key("patterns", graft::ValueType::string_list, "globs of what stays trainable"));
+             graft::KeySpec::required_key("patterns", graft::ValueType::string_list, "globs of what stays trainable").non_empty());
 GRAFT_PLUGIN(freezer, "frozen_stages", make_frozen_stages,
              "freeze the first N top-level stages that hold parameters (MMPretrain's frozen_stages)",
-             graft::KeySpec::required_key("n", graft::ValueType::integer, "how many stages"),
+             graft::KeySpec::required_key("n", graft::ValueType::integer, "how many stages").min(0),
              graft::KeySpec("norm_eval", true, "keep their BatchNorm statistics fixed too"));
 GRAFT_PLUGIN(freezer, "freeze_bn", make_freeze_bn, "BatchNorm in eval mode (running statistics fixed)",
              graft::KeySpec("affine", false, "also freeze BatchNorm weight and bias"),
              graft::KeySpec("modules", std::vector<std::string>{}, "globs of module paths (default: all BatchNorm)"));
 GRAFT_PLUGIN(freezer, "gradual_unfreeze", make_gradual_unfreeze,
              "frozen at first, unfrozen by milestones (Lightning's BackboneFinetuning)",
-             graft::KeySpec("frozen", std::vector<std::string>{"*"}, "globs frozen at epoch 0"),
+             graft::KeySpec("frozen", std::vector<std::string>{"*"}, "globs frozen at epoch 0").non_empty(),
              graft::KeySpec::required_key("milestones", graft::ValueType::section, "[{epoch, unfreeze: [globs], lr}]"));

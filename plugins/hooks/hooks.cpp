@@ -18,9 +18,6 @@ class EarlyStopping : public graft::Hook {
         mode_(c.get<std::string>("mode")),
         patience_(c.get<std::int64_t>("patience")),
         min_delta_(c.get<double>("min_delta")) {
-    if (mode_ != "min" && mode_ != "max") c["mode"].fail("expected min or max, got '" + mode_ + "'");
-    if (patience_ < 0) c["patience"].fail("must be >= 0");
-    if (min_delta_ < 0) c["min_delta"].fail("must be >= 0");
     where_ = c.where().str();
     best_ = mode_ == "min" ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
   }
@@ -63,7 +60,7 @@ class EarlyStopping : public graft::Hook {
 
 GRAFT_PLUGIN(hook, "early_stopping", [](const graft::Config& c) { return std::make_shared<EarlyStopping>(c); },
              "stop when a metric stops improving (Lightning's EarlyStopping)",
-             graft::KeySpec("monitor", "val/loss", "metric to watch: val/loss, val/top1, train/loss, ..."),
-             graft::KeySpec("mode", "min", "min: lower is better; max: higher is better"),
-             graft::KeySpec("patience", 3, "validations without improvement before stopping"),
-             graft::KeySpec("min_delta", 0.0, "smallest change that counts as an improvement"));
+             graft::KeySpec("monitor", "val/loss", "metric to watch: val/loss, val/top1, train/loss, ...").non_empty(),
+             graft::KeySpec("mode", "min", "min: lower is better; max: higher is better").choices({"min", "max"}),
+             graft::KeySpec("patience", 3, "validations without improvement before stopping").min(0),
+             graft::KeySpec("min_delta", 0.0, "smallest change that counts as an improvement").min(0));

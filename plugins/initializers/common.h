@@ -1,5 +1,6 @@
-// What the initializer plugins share: reading numbers from a recipe with their checks, and
-// the tensor-rank guard that turns "this method does not apply to that tensor" into one line.
+// What the initializer plugins share: the a < b check of two keys, and the tensor-rank guard
+// that turns "this method does not apply to that tensor" into one line. (Each key's own
+// range, finite and > 0 say, is declared with its KeySpec.)
 #pragma once
 
 #include <torch/torch.h>
@@ -26,22 +27,9 @@ inline std::string shape_of(const torch::Tensor& t) {
   return s + "]";
 }
 
-/// The key as a finite double: YAML's .inf and .nan read as numbers, but no method wants them.
-inline double finite(const Config& c, const std::string& key) {
-  const auto v = c.get<double>(key);
-  if (!std::isfinite(v)) c[key].fail("must be a finite number, got " + num(v));
-  return v;
-}
-
-inline double positive(const Config& c, const std::string& key) {
-  const auto v = finite(c, key);
-  if (!(v > 0)) c[key].fail("must be positive, got " + num(v));
-  return v;
-}
-
 /// Reads c[lo] < c[hi]; a violation is reported at whichever of the two the recipe wrote.
 inline std::pair<double, double> interval(const Config& c, const std::string& lo, const std::string& hi) {
-  const auto a = finite(c, lo), b = finite(c, hi);
+  const auto a = c.get<double>(lo), b = c.get<double>(hi);
   if (!(a < b)) {
     const auto& at = c.has(hi) ? hi : lo;
     c[at].fail("needs " + lo + " < " + hi + ", got " + lo + "=" + num(a) + ", " + hi + "=" + num(b));

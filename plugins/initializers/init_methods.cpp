@@ -19,7 +19,7 @@ InitFn make_uniform(const Config& c) {
 }
 
 InitFn make_normal(const Config& c) {
-  const auto mean = finite(c, "mean"), std = positive(c, "std");
+  const auto mean = c.get<double>("mean"), std = c.get<double>("std");
   return any_rank("normal", [=](torch::Tensor& t) { t.normal_(mean, std); });
 }
 
@@ -27,7 +27,7 @@ InitFn make_normal(const Config& c) {
 // uniformly between the CDF values of a and b, map back through erfinv, clamp what rounding
 // pushed out.
 InitFn make_trunc_normal(const Config& c) {
-  const auto mean = finite(c, "mean"), std = positive(c, "std");
+  const auto mean = c.get<double>("mean"), std = c.get<double>("std");
   const auto [a, b] = interval(c, "a", "b");
   auto cdf = [](double x) { return (1. + std::erf(x / std::sqrt(2.))) / 2.; };
   const double l = cdf((a - mean) / std), u = cdf((b - mean) / std);
@@ -63,7 +63,6 @@ InitFn make_eye(const Config&) {
 // over the input channels, as Python's dirac_(groups=...) does.
 InitFn make_dirac(const Config& c) {
   const auto groups = c.get<std::int64_t>("groups");
-  if (groups < 1) c["groups"].fail("must be at least 1, got " + std::to_string(groups));
   return guarded("dirac", 3, 5, [groups](torch::Tensor& t) {
     if (t.size(0) % groups != 0)
       throw graft::Error::usage("dirac with groups=" + std::to_string(groups) +
@@ -85,9 +84,8 @@ InitFn make_dirac(const Config& c) {
 // Martens (2010): N(0, std) everywhere, then ceil(sparsity * rows) zeros in each column, at
 // rows drawn afresh for every column.
 InitFn make_sparse(const Config& c) {
-  const auto sparsity = finite(c, "sparsity");
-  if (!(sparsity >= 0 && sparsity < 1)) c["sparsity"].fail("must be in [0, 1), got " + num(sparsity));
-  const auto std = positive(c, "std");
+  const auto sparsity = c.get<double>("sparsity");
+  const auto std = c.get<double>("std");
   return guarded("sparse", 2, 2, [=](torch::Tensor& t) {
     const auto rows = t.size(0), cols = t.size(1);
     const auto num_zeros = static_cast<std::int64_t>(std::ceil(sparsity * rows));
@@ -102,17 +100,17 @@ InitFn make_sparse(const Config& c) {
 }  // namespace
 
 GRAFT_PLUGIN(initializer, "uniform", make_uniform, "U(a, b), as nn.init.uniform_",
-             graft::KeySpec("a", 0.0, "lower bound"),
-             graft::KeySpec("b", 1.0, "upper bound"));
+             graft::KeySpec("a", 0.0, "lower bound").finite(),
+             graft::KeySpec("b", 1.0, "upper bound").finite());
 GRAFT_PLUGIN(initializer, "normal", make_normal, "N(mean, std^2), as nn.init.normal_",
-             graft::KeySpec("mean", 0.0, "mean"),
-             graft::KeySpec("std", 1.0, "standard deviation"));
+             graft::KeySpec("mean", 0.0, "mean").finite(),
+             graft::KeySpec("std", 1.0, "standard deviation").greater_than(0).finite());
 GRAFT_PLUGIN(initializer, "trunc_normal", make_trunc_normal,
              "N(mean, std^2) truncated to [a, b], as nn.init.trunc_normal_",
-             graft::KeySpec("mean", 0.0, "mean of the normal distribution"),
-             graft::KeySpec("std", 1.0, "standard deviation of the normal distribution"),
-             graft::KeySpec("a", -2.0, "lower cut-off (a value, not a number of std)"),
-             graft::KeySpec("b", 2.0, "upper cut-off (a value, not a number of std)"));
+             graft::KeySpec("mean", 0.0, "mean of the normal distribution").finite(),
+             graft::KeySpec("std", 1.0, "standard deviation of the normal distribution").greater_than(0).finite(),
+             graft::KeySpec("a", -2.0, "lower cut-off (a value, not a number of std)").finite(),
+             graft::KeySpec("b", 2.0, "upper cut-off (a value, not a number of std)").finite());
 GRAFT_PLUGIN(initializer, "constant", make_constant, "every element = val, as nn.init.constant_",
              graft::KeySpec::required_key("val", graft::ValueType::number, "the value"));
 GRAFT_PLUGIN(initializer, "ones", make_ones, "every element = 1, as nn.init.ones_");
@@ -120,9 +118,10 @@ GRAFT_PLUGIN(initializer, "zeros", make_zeros, "every element = 0, as nn.init.ze
 GRAFT_PLUGIN(initializer, "eye", make_eye, "the identity matrix (2-D tensors), as nn.init.eye_");
 GRAFT_PLUGIN(initializer, "dirac", make_dirac,
              "identity convolutions (3-5-D tensors), as nn.init.dirac_",
-             graft::KeySpec("groups", 1, "groups of output channels, each with its own identity"));
+             graft::KeySpec("groups", 1, "groups of output channels, each with its own identity").min(1));
 GRAFT_PLUGIN(initializer, "sparse", make_sparse,
              "N(0, std^2) with a fraction of each column zeroed (2-D tensors), as nn.init.sparse_",
-             graft::KeySpec::required_key("sparsity", graft::ValueType::number,
-                                          "fraction of each column set to zero, in [0, 1)"),
-             graft::KeySpec("std", 0.01, "standard deviation of the non-zero values"));
+             graft::KeySpec::required_key("sparsity", graft::ValueType::number, "fraction of each column set to zero")
+                 .min(0)
+                 .less_than(1),
+             graft::KeySpec("std", 0.01, "standard deviation of the non-zero values").greater_than(0).finite());

@@ -35,10 +35,10 @@ double gain_keys(const Config& c) {
   const auto gain_for = c.get<std::string>("gain_for");
   if (gain_for.empty()) {
     if (c.has("param")) c["param"].fail("is only used with gain_for (leaky_relu's negative slope)");
-    return positive(c, "gain");
+    return c.get<double>("gain");
   }
   if (c.has("gain")) c["gain_for"].fail("give either gain or gain_for, not both");
-  return gain_of(c, "gain_for", gain_for, finite(c, "param"));
+  return gain_of(c, "gain_for", gain_for, c.get<double>("param"));
 }
 
 struct Fans {
@@ -63,7 +63,7 @@ template <bool Uniform> InitFn make_xavier(const Config& c) {
 }
 
 template <bool Uniform> InitFn make_kaiming(const Config& c) {
-  const auto a = finite(c, "a");
+  const auto a = c.get<double>("a");
   auto mode = c.get<std::string>("mode");
   std::transform(mode.begin(), mode.end(), mode.begin(), [](unsigned char ch) { return std::tolower(ch); });
   if (mode != "fan_in" && mode != "fan_out")
@@ -95,12 +95,12 @@ InitFn make_orthogonal(const Config& c) {
 }
 
 #define GAIN_KEYS                                                                                \
-  graft::KeySpec("gain", 1.0, "scaling factor"),                                                 \
+  graft::KeySpec("gain", 1.0, "scaling factor").greater_than(0).finite(),                         \
       graft::KeySpec("gain_for", "", "a nonlinearity whose calculate_gain() replaces gain (relu, tanh, ...)"), \
-      graft::KeySpec("param", 0.01, "leaky_relu's negative slope, with gain_for: leaky_relu")
+      graft::KeySpec("param", 0.01, "leaky_relu's negative slope, with gain_for: leaky_relu").finite()
 
 #define KAIMING_KEYS                                                                             \
-  graft::KeySpec("a", 0.0, "negative slope of the rectifier after this layer (leaky_relu only)"),     \
+  graft::KeySpec("a", 0.0, "negative slope of the rectifier after this layer (leaky_relu only)").finite(), \
       graft::KeySpec("mode", "fan_in", "fan_in keeps the forward pass' variance, fan_out the backward's"), \
       graft::KeySpec("nonlinearity", "leaky_relu", "the nonlinearity after this layer, as calculate_gain names it")
 

@@ -8,9 +8,9 @@
 // What graft adds is checking the batch first (batch.h).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
-#include <sstream>
 
 #include <graft/metrics.h>
 
@@ -20,23 +20,11 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-std::string str(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
-
 std::optional<std::vector<double>> class_weights(const graft::Config& c) {
   if (c["weight"].is_null()) return std::nullopt;
-  const auto w = c.get<std::vector<double>>("weight");
-  if (w.empty()) c["weight"].fail("needs one weight per class");
-  bool any_positive = false;
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    if (!(w[i] >= 0) || !std::isfinite(w[i]))
-      c["weight"][i].fail("class weights must be finite and >= 0, got " + str(w[i]));
-    any_positive |= w[i] > 0;
-  }
-  if (!any_positive) c["weight"].fail("at least one class weight must be > 0");
+  const auto w = c.get<std::vector<double>>("weight");  // each finite and >= 0 (its KeySpec)
+  if (std::none_of(w.begin(), w.end(), [](double x) { return x > 0; }))
+    c["weight"].fail("at least one class weight must be > 0");
   return w;
 }
 
@@ -93,9 +81,8 @@ class Nll : public ClassLoss {
 };
 
 std::shared_ptr<graft::Loss> make_cross_entropy(const graft::Config& c) {
-  const double e = c.get<double>("label_smoothing");
-  if (!(e >= 0 && e <= 1)) c["label_smoothing"].fail("must be in [0, 1], got " + str(e));
-  return std::make_shared<CrossEntropy>(class_weights(c), c.get<std::int64_t>("ignore_index"), e);
+  return std::make_shared<CrossEntropy>(class_weights(c), c.get<std::int64_t>("ignore_index"),
+                                        c.get<double>("label_smoothing"));
 }
 
 std::shared_ptr<graft::Loss> make_nll(const graft::Config& c) {
@@ -106,12 +93,16 @@ std::shared_ptr<graft::Loss> make_nll(const graft::Config& c) {
 
 GRAFT_PLUGIN(loss, "cross_entropy", make_cross_entropy,
              "softmax cross-entropy on logits, mean over the batch (torch.nn.functional.cross_entropy)",
-             graft::KeySpec("label_smoothing", 0.0, "mix the one-hot target with uniform, in [0, 1]"),
-             graft::KeySpec("weight", graft::ValueType::number_list, "~",
-                            "one weight >= 0 per class; the mean is then weighted"),
+             graft::KeySpec("label_smoothing", 0.0, "mix the one-hot target with uniform").min(0).max(1),
+             graft::KeySpec("weight", graft::ValueType::number_list, "~", "one weight per class; the mean is then weighted")
+                 .non_empty()
+                 .min(0)
+                 .finite(),
              graft::KeySpec("ignore_index", std::int64_t{-100}, "a target value that contributes nothing"));
 GRAFT_PLUGIN(loss, "nll", make_nll,
              "negative log-likelihood of log-probability outputs, mean over the batch (torch.nn.functional.nll_loss)",
-             graft::KeySpec("weight", graft::ValueType::number_list, "~",
-                            "one weight >= 0 per class; the mean is then weighted"),
+             graft::KeySpec("weight", graft::ValueType::number_list, "~", "one weight per class; the mean is then weighted")
+                 .non_empty()
+                 .min(0)
+                 .finite(),
              graft::KeySpec("ignore_index", std::int64_t{-100}, "a target value that contributes nothing"));

@@ -244,9 +244,7 @@ class ConfusionMatrix : public Confusion {
 
 std::shared_ptr<graft::Metric> make_accuracy(const graft::Config& c) {
   const auto ks = c.get<std::vector<std::int64_t>>("topk");
-  if (ks.empty()) c["topk"].fail("needs at least one k");
-  for (std::size_t i = 0; i < ks.size(); ++i) {
-    if (ks[i] < 1) c["topk"][i].fail("k must be >= 1, got " + std::to_string(ks[i]));
+  for (std::size_t i = 0; i < ks.size(); ++i) {  // non-empty, each >= 1 (its KeySpec)
     if (std::find(ks.begin(), ks.begin() + static_cast<std::ptrdiff_t>(i), ks[i]) != ks.begin() + static_cast<std::ptrdiff_t>(i))
       c["topk"][i].fail("k = " + std::to_string(ks[i]) + " is listed twice");
   }
@@ -265,7 +263,7 @@ std::shared_ptr<graft::Metric> make_confusion_matrix(const graft::Config&) {
 
 GRAFT_PLUGIN(metric, "accuracy", make_accuracy,
              "top-k accuracy: 'top1', 'top5', ... (a k above the number of classes is not reported)",
-             graft::KeySpec("topk", std::vector<std::int64_t>{1, 5}, "the k values, each >= 1"));
+             graft::KeySpec("topk", std::vector<std::int64_t>{1, 5}, "the k values").non_empty().min(1));
 GRAFT_PLUGIN(metric, "per_class_accuracy", make_per_class_accuracy,
              "top-1 accuracy of each class (report) and their mean over the classes seen: 'mean_class_acc'");
 GRAFT_PLUGIN(metric, "confusion_matrix", make_confusion_matrix,

@@ -16,12 +16,6 @@ namespace optim = torch::optim;
 
 namespace {
 
-double non_negative(const graft::Config& c, const std::string& key) {
-  const double v = c.get<double>(key);
-  if (v < 0) c[key].fail("must be >= 0, got " + std::to_string(v));
-  return v;
-}
-
 /// The key under which LibTorch's optimizers file a parameter's state (`state()`): its
 /// TensorImpl's address, as a string in LibTorch 1.x and as the pointer in 2.x.
 template <class Optimizer>
@@ -302,8 +296,8 @@ template <class Torch, class Traits> graft::OptimizerFactory factory(typename Tr
 }
 
 graft::OptimizerFactory make_sgd(const graft::Config& c) {
-  optim::SGDOptions o(non_negative(c, "lr"));
-  o.momentum(non_negative(c, "momentum")).dampening(c.get<double>("dampening")).weight_decay(non_negative(c, "weight_decay"));
+  optim::SGDOptions o(c.get<double>("lr"));
+  o.momentum(c.get<double>("momentum")).dampening(c.get<double>("dampening")).weight_decay(c.get<double>("weight_decay"));
   o.nesterov(c.get<bool>("nesterov"));
   if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0))
     c["nesterov"].fail("Nesterov momentum requires a momentum and zero dampening");
@@ -311,46 +305,45 @@ graft::OptimizerFactory make_sgd(const graft::Config& c) {
 }
 
 std::tuple<double, double> betas(const graft::Config& c) {
-  const auto b = c.get<std::vector<double>>("betas");
-  if (b.size() != 2 || b[0] < 0 || b[0] >= 1 || b[1] < 0 || b[1] >= 1) c["betas"].fail("must be two numbers in [0, 1)");
+  const auto b = c.get<std::vector<double>>("betas");  // two items in [0, 1): declared
   return {b[0], b[1]};
 }
 
 graft::OptimizerFactory make_adam(const graft::Config& c) {
-  optim::AdamOptions o(non_negative(c, "lr"));
-  o.betas(betas(c)).eps(non_negative(c, "eps")).weight_decay(non_negative(c, "weight_decay")).amsgrad(c.get<bool>("amsgrad"));
+  optim::AdamOptions o(c.get<double>("lr"));
+  o.betas(betas(c)).eps(c.get<double>("eps")).weight_decay(c.get<double>("weight_decay")).amsgrad(c.get<bool>("amsgrad"));
   return factory<optim::Adam, AdamTraits<optim::AdamOptions, optim::AdamParamState>>(o);
 }
 
 graft::OptimizerFactory make_adamw(const graft::Config& c) {
-  optim::AdamWOptions o(non_negative(c, "lr"));
-  o.betas(betas(c)).eps(non_negative(c, "eps")).weight_decay(non_negative(c, "weight_decay")).amsgrad(c.get<bool>("amsgrad"));
+  optim::AdamWOptions o(c.get<double>("lr"));
+  o.betas(betas(c)).eps(c.get<double>("eps")).weight_decay(c.get<double>("weight_decay")).amsgrad(c.get<bool>("amsgrad"));
   return factory<optim::AdamW, AdamTraits<optim::AdamWOptions, optim::AdamWParamState>>(o);
 }
 
 graft::OptimizerFactory make_rmsprop(const graft::Config& c) {
-  optim::RMSpropOptions o(non_negative(c, "lr"));
-  o.alpha(non_negative(c, "alpha")).eps(non_negative(c, "eps")).weight_decay(non_negative(c, "weight_decay"));
-  o.momentum(non_negative(c, "momentum")).centered(c.get<bool>("centered"));
+  optim::RMSpropOptions o(c.get<double>("lr"));
+  o.alpha(c.get<double>("alpha")).eps(c.get<double>("eps")).weight_decay(c.get<double>("weight_decay"));
+  o.momentum(c.get<double>("momentum")).centered(c.get<bool>("centered"));
   return factory<optim::RMSprop, RmspropTraits>(o);
 }
 
 }  // namespace
 
 GRAFT_PLUGIN(optimizer, "sgd", make_sgd, "SGD with momentum, dampening, weight decay, Nesterov (torch.optim.SGD)",
-             graft::KeySpec::required_key("lr", graft::ValueType::number, "learning rate"),
-             graft::KeySpec("momentum", 0.0, "momentum factor"), graft::KeySpec("dampening", 0.0, "dampening"),
-             graft::KeySpec("weight_decay", 0.0, "L2 penalty"), graft::KeySpec("nesterov", false, "Nesterov momentum"));
-GRAFT_PLUGIN(optimizer, "adam", make_adam, "Adam (torch.optim.Adam)", graft::KeySpec("lr", 1e-3, "learning rate"),
-             graft::KeySpec("betas", std::vector<double>{0.9, 0.999}, "running average coefficients"),
-             graft::KeySpec("eps", 1e-8, "denominator term"), graft::KeySpec("weight_decay", 0.0, "L2 penalty"),
+             graft::KeySpec::required_key("lr", graft::ValueType::number, "learning rate").min(0),
+             graft::KeySpec("momentum", 0.0, "momentum factor").min(0), graft::KeySpec("dampening", 0.0, "dampening"),
+             graft::KeySpec("weight_decay", 0.0, "L2 penalty").min(0), graft::KeySpec("nesterov", false, "Nesterov momentum"));
+GRAFT_PLUGIN(optimizer, "adam", make_adam, "Adam (torch.optim.Adam)", graft::KeySpec("lr", 1e-3, "learning rate").min(0),
+             graft::KeySpec("betas", std::vector<double>{0.9, 0.999}, "running average coefficients").min(0).less_than(1).length(2),
+             graft::KeySpec("eps", 1e-8, "denominator term").min(0), graft::KeySpec("weight_decay", 0.0, "L2 penalty").min(0),
              graft::KeySpec("amsgrad", false, "AMSGrad variant"));
 GRAFT_PLUGIN(optimizer, "adamw", make_adamw, "AdamW, decoupled weight decay (torch.optim.AdamW)",
-             graft::KeySpec("lr", 1e-3, "learning rate"),
-             graft::KeySpec("betas", std::vector<double>{0.9, 0.999}, "running average coefficients"),
-             graft::KeySpec("eps", 1e-8, "denominator term"), graft::KeySpec("weight_decay", 1e-2, "decoupled weight decay"),
+             graft::KeySpec("lr", 1e-3, "learning rate").min(0),
+             graft::KeySpec("betas", std::vector<double>{0.9, 0.999}, "running average coefficients").min(0).less_than(1).length(2),
+             graft::KeySpec("eps", 1e-8, "denominator term").min(0), graft::KeySpec("weight_decay", 1e-2, "decoupled weight decay").min(0),
              graft::KeySpec("amsgrad", false, "AMSGrad variant"));
-GRAFT_PLUGIN(optimizer, "rmsprop", make_rmsprop, "RMSprop (torch.optim.RMSprop)", graft::KeySpec("lr", 1e-2, "learning rate"),
-             graft::KeySpec("alpha", 0.99, "smoothing constant"), graft::KeySpec("eps", 1e-8, "denominator term"),
-             graft::KeySpec("weight_decay", 0.0, "L2 penalty"), graft::KeySpec("momentum", 0.0, "momentum factor"),
+GRAFT_PLUGIN(optimizer, "rmsprop", make_rmsprop, "RMSprop (torch.optim.RMSprop)", graft::KeySpec("lr", 1e-2, "learning rate").min(0),
+             graft::KeySpec("alpha", 0.99, "smoothing constant").min(0), graft::KeySpec("eps", 1e-8, "denominator term").min(0),
+             graft::KeySpec("weight_decay", 0.0, "L2 penalty").min(0), graft::KeySpec("momentum", 0.0, "momentum factor").min(0),
              graft::KeySpec("centered", false, "centered RMSprop"));

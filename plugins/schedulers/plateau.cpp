@@ -12,28 +12,18 @@
 
 #include <graft/schedule.h>
 
-#include "checks.h"
-
 namespace {
 
 using graft::Config;
-using namespace graft::sched;
 
 class ReduceOnPlateau : public graft::Scheduler {
  public:
   explicit ReduceOnPlateau(const Config& c)
       : monitor_(c.get<std::string>("monitor")), factor_(c.get<double>("factor")),
-        patience_(at_least(c, "patience", 0)), threshold_(non_negative(c, "threshold")),
-        cooldown_(at_least(c, "cooldown", 0)), min_lr_(non_negative(c, "min_lr")), eps_(non_negative(c, "eps")) {
-    if (monitor_.empty()) c["monitor"].fail("must name a metric, e.g. val/loss");
-    if (!(factor_ >= 0 && factor_ < 1)) c["factor"].fail("must be in [0, 1), got " + num(factor_));
-    const auto mode = c.get<std::string>("mode");
-    if (mode != "min" && mode != "max") c["mode"].fail("must be min or max, got '" + mode + "'");
-    const auto threshold_mode = c.get<std::string>("threshold_mode");
-    if (threshold_mode != "rel" && threshold_mode != "abs")
-      c["threshold_mode"].fail("must be rel or abs, got '" + threshold_mode + "'");
-    max_mode_ = mode == "max";
-    relative_ = threshold_mode == "rel";
+        patience_(c.get<std::int64_t>("patience")), threshold_(c.get<double>("threshold")),
+        cooldown_(c.get<std::int64_t>("cooldown")), min_lr_(c.get<double>("min_lr")), eps_(c.get<double>("eps")) {
+    max_mode_ = c.get<std::string>("mode") == "max";
+    relative_ = c.get<std::string>("threshold_mode") == "rel";
     best_ = worst();
   }
 
@@ -126,11 +116,12 @@ using graft::KeySpec;
 
 GRAFT_PLUGIN(scheduler, "reduce_on_plateau", make_plateau,
              "lr * factor when the monitored metric stops improving for patience steps (ReduceLROnPlateau)",
-             KeySpec("monitor", "val/loss", "metric to watch"), KeySpec("mode", "min", "min: lower is better; max: higher"),
-             KeySpec("factor", 0.1, "new lr = lr * factor, in [0, 1)"),
-             KeySpec("patience", std::int64_t{10}, "steps without improvement tolerated before a reduction"),
-             KeySpec("threshold", 1e-4, "how much better counts as an improvement"),
-             KeySpec("threshold_mode", "rel", "rel: best * (1 -/+ threshold); abs: best -/+ threshold"),
-             KeySpec("cooldown", std::int64_t{0}, "steps after a reduction during which bad steps are not counted"),
-             KeySpec("min_lr", 0.0, "lower bound of every group's lr"),
-             KeySpec("eps", 1e-8, "a reduction smaller than eps is not applied"));
+             KeySpec("monitor", "val/loss", "metric to watch, e.g. val/loss").non_empty(),
+             KeySpec("mode", "min", "min: lower is better; max: higher").choices({"min", "max"}),
+             KeySpec("factor", 0.1, "new lr = lr * factor").min(0).less_than(1),
+             KeySpec("patience", std::int64_t{10}, "steps without improvement tolerated before a reduction").min(0),
+             KeySpec("threshold", 1e-4, "how much better counts as an improvement").min(0),
+             KeySpec("threshold_mode", "rel", "rel: best * (1 -/+ threshold); abs: best -/+ threshold").choices({"rel", "abs"}),
+             KeySpec("cooldown", std::int64_t{0}, "steps after a reduction during which bad steps are not counted").min(0),
+             KeySpec("min_lr", 0.0, "lower bound of every group's lr").min(0),
+             KeySpec("eps", 1e-8, "a reduction smaller than eps is not applied").min(0));

@@ -10,23 +10,28 @@
 #include <cmath>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <graft/schedule.h>
 
-#include "checks.h"
-
 namespace {
 
 using graft::Config;
 using graft::ScheduleInfo;
-using namespace graft::sched;
+
+/// A number as a user would write it (0.3, not 0.29999999999999999).
+std::string num(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
 
 class Step : public graft::Scheduler {
  public:
-  explicit Step(const Config& c) : step_size_(at_least(c, "step_size", 1)), gamma_(positive(c, "gamma")) {}
+  explicit Step(const Config& c) : step_size_(c.get<std::int64_t>("step_size")), gamma_(c.get<double>("gamma")) {}
   double lr(double base, std::int64_t count) const override {
     return base * std::pow(gamma_, static_cast<double>(count / step_size_));
   }
@@ -38,11 +43,9 @@ class Step : public graft::Scheduler {
 
 class MultiStep : public graft::Scheduler {
  public:
-  explicit MultiStep(const Config& c) : milestones_(c.get<std::vector<std::int64_t>>("milestones")), gamma_(positive(c, "gamma")) {
-    if (milestones_.empty()) c["milestones"].fail("must name at least one milestone");
-    for (std::size_t i = 0; i < milestones_.size(); ++i) {
-      if (milestones_[i] < 1) c["milestones"].fail("must be >= 1 (counts of scheduler steps), got " + std::to_string(milestones_[i]));
-      if (i > 0 && milestones_[i] <= milestones_[i - 1])
+  explicit MultiStep(const Config& c) : milestones_(c.get<std::vector<std::int64_t>>("milestones")), gamma_(c.get<double>("gamma")) {
+    for (std::size_t i = 1; i < milestones_.size(); ++i) {
+      if (milestones_[i] <= milestones_[i - 1])
         c["milestones"].fail("must be strictly increasing; " + std::to_string(milestones_[i]) + " follows " +
                              std::to_string(milestones_[i - 1]));
     }
@@ -61,7 +64,7 @@ class MultiStep : public graft::Scheduler {
 
 class Exponential : public graft::Scheduler {
  public:
-  explicit Exponential(const Config& c) : gamma_(positive(c, "gamma")) {}
+  explicit Exponential(const Config& c) : gamma_(c.get<double>("gamma")) {}
   double lr(double base, std::int64_t count) const override { return base * std::pow(gamma_, static_cast<double>(count)); }
 
  private:
@@ -76,8 +79,8 @@ double linear_factor(double start, double end, std::int64_t total_iters, std::in
 class Linear : public graft::Scheduler {
  public:
   explicit Linear(const Config& c)
-      : start_(unit_interval(c, "start_factor")), end_(unit_interval(c, "end_factor")),
-        total_iters_(at_least(c, "total_iters", 1)) {}
+      : start_(c.get<double>("start_factor")), end_(c.get<double>("end_factor")),
+        total_iters_(c.get<std::int64_t>("total_iters")) {}
   double lr(double base, std::int64_t count) const override {
     return base * linear_factor(start_, end_, total_iters_, count);
   }
@@ -89,7 +92,7 @@ class Linear : public graft::Scheduler {
 
 class Constant : public graft::Scheduler {
  public:
-  explicit Constant(const Config& c) : factor_(unit_interval(c, "factor")), total_iters_(at_least(c, "total_iters", 1)) {}
+  explicit Constant(const Config& c) : factor_(c.get<double>("factor")), total_iters_(c.get<std::int64_t>("total_iters")) {}
   double lr(double base, std::int64_t count) const override {
     return base * (factor_ + static_cast<double>(count >= total_iters_) * (1 - factor_));
   }
@@ -104,9 +107,9 @@ class Constant : public graft::Scheduler {
 class Cosine : public graft::Scheduler {
  public:
   explicit Cosine(const Config& c)
-      : where_(c), eta_min_(c.get<double>("eta_min")), warmup_(at_least(c, "warmup", 0)),
-        start_factor_(unit_interval(c, "warmup_start_factor")) {
-    if (!c["t_max"].is_null()) t_max_ = at_least(c, "t_max", 1);
+      : where_(c), eta_min_(c.get<double>("eta_min")), warmup_(c.get<std::int64_t>("warmup")),
+        start_factor_(c.get<double>("warmup_start_factor")) {
+    if (!c["t_max"].is_null()) t_max_ = c.get<std::int64_t>("t_max");
   }
   void setup(const ScheduleInfo& info) override {
     if (where_["t_max"].is_null()) {
@@ -136,16 +139,13 @@ class Cosine : public graft::Scheduler {
 class OneCycle : public graft::Scheduler {
  public:
   explicit OneCycle(const Config& c)
-      : where_(c), pct_start_(c.get<double>("pct_start")), div_(positive(c, "div_factor")),
-        final_div_(positive(c, "final_div_factor")), three_phase_(c.get<bool>("three_phase")),
+      : where_(c), pct_start_(c.get<double>("pct_start")), div_(c.get<double>("div_factor")),
+        final_div_(c.get<double>("final_div_factor")), three_phase_(c.get<bool>("three_phase")),
         cycle_momentum_(c.get<bool>("cycle_momentum")), base_momentum_(c.get<double>("base_momentum")),
         max_momentum_(c.get<double>("max_momentum")) {
-    if (!c["max_lr"].is_null()) max_lr_ = positive(c, "max_lr");
-    if (!c["total_steps"].is_null()) total_ = at_least(c, "total_steps", 2);
-    if (!(pct_start_ > 0 && pct_start_ < 1)) c["pct_start"].fail("must be in (0, 1), got " + num(pct_start_));
-    const auto strategy = c.get<std::string>("anneal_strategy");
-    if (strategy != "cos" && strategy != "linear") c["anneal_strategy"].fail("must be cos or linear, got '" + strategy + "'");
-    cos_ = strategy == "cos";
+    if (!c["max_lr"].is_null()) max_lr_ = c.get<double>("max_lr");
+    if (!c["total_steps"].is_null()) total_ = c.get<std::int64_t>("total_steps");
+    cos_ = c.get<std::string>("anneal_strategy") == "cos";
     if (total_ > 0) check_phases(c["total_steps"]);
   }
   std::string default_interval() const override { return "step"; }
@@ -230,37 +230,42 @@ using graft::KeySpec;
 using graft::ValueType;
 
 GRAFT_PLUGIN(scheduler, "step", make<Step>, "lr * gamma every step_size steps (torch.optim.lr_scheduler.StepLR)",
-             KeySpec::required_key("step_size", ValueType::integer, "scheduler steps between decays"),
-             KeySpec("gamma", 0.1, "multiplicative decay"));
+             KeySpec::required_key("step_size", ValueType::integer, "scheduler steps between decays").min(1),
+             KeySpec("gamma", 0.1, "multiplicative decay").greater_than(0));
 GRAFT_PLUGIN(scheduler, "multistep", make<MultiStep>, "lr * gamma at each milestone (MultiStepLR)",
-             KeySpec::required_key("milestones", ValueType::int_list, "strictly increasing scheduler-step counts"),
-             KeySpec("gamma", 0.1, "multiplicative decay"));
+             KeySpec::required_key("milestones", ValueType::int_list, "strictly increasing scheduler-step counts")
+                 .non_empty()
+                 .min(1),
+             KeySpec("gamma", 0.1, "multiplicative decay").greater_than(0));
 GRAFT_PLUGIN(scheduler, "exponential", make<Exponential>, "lr * gamma every step (ExponentialLR)",
-             KeySpec::required_key("gamma", ValueType::number, "multiplicative decay"));
+             KeySpec::required_key("gamma", ValueType::number, "multiplicative decay").greater_than(0));
 GRAFT_PLUGIN(scheduler, "cosine", make<Cosine>,
              "cosine annealing (CosineAnnealingLR; periodic past t_max as in Python); with warmup: "
              "SequentialLR([LinearLR(start_factor=warmup_start_factor, total_iters=warmup), "
              "CosineAnnealingLR(t_max, eta_min)], milestones=[warmup])",
-             KeySpec("t_max", ValueType::integer, "~", "steps from the peak to eta_min (default: the run's steps minus warmup)"),
+             KeySpec("t_max", ValueType::integer, "~", "steps from the peak to eta_min (default: the run's steps minus warmup)")
+                 .min(1),
              KeySpec("eta_min", 0.0, "lowest lr"),
-             KeySpec("warmup", std::int64_t{0}, "scheduler steps of linear warm-up before the cosine"),
-             KeySpec("warmup_start_factor", 1.0 / 3, "lr factor at the first warm-up step (LinearLR's start_factor)"));
+             KeySpec("warmup", std::int64_t{0}, "scheduler steps of linear warm-up before the cosine").min(0),
+             KeySpec("warmup_start_factor", 1.0 / 3, "lr factor at the first warm-up step (LinearLR's start_factor)")
+                 .min(0)
+                 .max(1));
 GRAFT_PLUGIN(scheduler, "one_cycle", make<OneCycle>,
              "1cycle policy (OneCycleLR), lr and momentum; max_lr defaults to each group's lr",
-             KeySpec("max_lr", ValueType::number, "~", "peak lr of every group (default: each group's own lr)"),
-             KeySpec("total_steps", ValueType::integer, "~", "length of the cycle (default: the run's scheduler steps)"),
-             KeySpec("pct_start", 0.3, "fraction of the cycle spent increasing the lr"),
-             KeySpec("anneal_strategy", "cos", "cos or linear"),
-             KeySpec("div_factor", 25.0, "initial lr = max_lr / div_factor"),
-             KeySpec("final_div_factor", 1e4, "final lr = initial lr / final_div_factor"),
+             KeySpec("max_lr", ValueType::number, "~", "peak lr of every group (default: each group's own lr)").greater_than(0),
+             KeySpec("total_steps", ValueType::integer, "~", "length of the cycle (default: the run's scheduler steps)").min(2),
+             KeySpec("pct_start", 0.3, "fraction of the cycle spent increasing the lr").greater_than(0).less_than(1),
+             KeySpec("anneal_strategy", "cos", "how the lr moves between phases").choices({"cos", "linear"}),
+             KeySpec("div_factor", 25.0, "initial lr = max_lr / div_factor").greater_than(0),
+             KeySpec("final_div_factor", 1e4, "final lr = initial lr / final_div_factor").greater_than(0),
              KeySpec("three_phase", false, "anneal back to the initial lr before the final decay"),
              KeySpec("cycle_momentum", true, "cycle momentum (SGD momentum, Adam beta1) inversely to the lr; replaces the optimizer's, as in Python"),
              KeySpec("base_momentum", 0.85, "lowest momentum, at the peak lr"),
              KeySpec("max_momentum", 0.95, "highest momentum, at the start and the end"));
 GRAFT_PLUGIN(scheduler, "linear", make<Linear>, "lr factor moving linearly from start_factor to end_factor (LinearLR)",
-             KeySpec("start_factor", 1.0 / 3, "factor at count 0, in [0, 1]"),
-             KeySpec("end_factor", 1.0, "factor from total_iters on, in [0, 1]"),
-             KeySpec("total_iters", std::int64_t{5}, "scheduler steps to reach end_factor"));
+             KeySpec("start_factor", 1.0 / 3, "factor at count 0").min(0).max(1),
+             KeySpec("end_factor", 1.0, "factor from total_iters on").min(0).max(1),
+             KeySpec("total_iters", std::int64_t{5}, "scheduler steps to reach end_factor").min(1));
 GRAFT_PLUGIN(scheduler, "constant", make<Constant>, "lr * factor for the first total_iters steps (ConstantLR)",
-             KeySpec("factor", 1.0 / 3, "factor before total_iters, in [0, 1]"),
-             KeySpec("total_iters", std::int64_t{5}, "scheduler steps at the reduced lr"));
+             KeySpec("factor", 1.0 / 3, "factor before total_iters").min(0).max(1),
+             KeySpec("total_iters", std::int64_t{5}, "scheduler steps at the reduced lr").min(1));

@@ -4,8 +4,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "graft/host/serialize.h"
 #include "support/run.h"
@@ -67,6 +69,68 @@ BOOST_AUTO_TEST_CASE(plugins_by_kind_and_unknown_kind) {
   const auto bad = run(graft_bin + " plugins backbon");
   BOOST_TEST(bad.code == 2);
   BOOST_TEST(contains(bad.err, "unknown plugin kind 'backbon' (did you mean 'backbone'?)"));
+}
+
+// The lines `graft plugins` prints for one plugin: its own line, then one per key.
+std::vector<std::string> plugin_block(const std::string& out, const std::string& plugin) {
+  std::vector<std::string> lines;
+  std::istringstream in(out);
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    const bool plugin_line = line.rfind("  ", 0) == 0 && line.size() > 2 && line[2] != ' ';
+    if (plugin_line) inside = line.rfind("  " + plugin + " ", 0) == 0;
+    if (inside) lines.push_back(line);
+  }
+  return lines;
+}
+
+std::string padded(const std::string& s, std::size_t width) { return s + std::string(width > s.size() ? width - s.size() : 0, ' '); }
+
+BOOST_AUTO_TEST_CASE(plugins_show_constraints_and_defaults_as_written) {
+  const auto r = run("env -u GRAFT_PLUGIN_PATH " + graft_bin + " plugins scheduler");
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const auto plateau = plugin_block(r.out, "reduce_on_plateau");
+  BOOST_REQUIRE(plateau.size() == 10u);  // the plugin and its nine keys
+  // A column of constraints, as wide as the widest of this plugin's ("one of: min, max"),
+  // then two spaces.
+  auto key_line = [](const std::string& name, const std::string& type, const std::string& def, const std::string& rule,
+                     const std::string& doc) {
+    return "      " + padded(name, 18) + " " + padded(type, 12) + " " + padded(def, 14) + " " + padded(rule, 16) + "  " + doc;
+  };
+  BOOST_TEST(plateau[2] == key_line("mode", "string", "= \"min\"", "one of: min, max", "min: lower is better; max: higher"));
+  BOOST_TEST(plateau[3] == key_line("factor", "float", "= 0.1", "in [0, 1)", "new lr = lr * factor"));
+  BOOST_TEST(plateau[4] == key_line("patience", "int", "= 10", ">= 0", "steps without improvement tolerated before a reduction"));
+  BOOST_TEST(plateau[9] == key_line("eps", "float", "= 1e-08", ">= 0", "a reduction smaller than eps is not applied"));
+
+  const auto cycle = plugin_block(r.out, "one_cycle");
+  const auto has_line = [&](const std::string& start, const std::string& part) {
+    return std::any_of(cycle.begin(), cycle.end(), [&](const std::string& l) {
+      return l.rfind("      " + start, 0) == 0 && contains(l, part);
+    });
+  };
+  BOOST_TEST(has_line("pct_start ", "= 0.3 "));  // not 0.29999999999999999
+  BOOST_TEST(has_line("pct_start ", " in (0, 1) "));
+  BOOST_TEST(has_line("base_momentum ", "= 0.85 "));
+  BOOST_TEST(has_line("anneal_strategy ", " one of: cos, linear "));
+  BOOST_TEST(has_line("total_steps ", " >= 2 "));
+
+  const auto j = run("env -u GRAFT_PLUGIN_PATH " + graft_bin + " plugins scheduler --json");
+  BOOST_TEST_REQUIRE(j.code == 0, j.err);
+  json factor, mode, eta_min;
+  for (const auto& p : json::parse(j.out))
+    for (const auto& k : p["keys"]) {
+      if (p["name"] == "reduce_on_plateau" && k["name"] == "factor") factor = k;
+      if (p["name"] == "reduce_on_plateau" && k["name"] == "mode") mode = k;
+      if (p["name"] == "cosine" && k["name"] == "eta_min") eta_min = k;
+    }
+  BOOST_TEST(factor["default"] == "0.1");
+  const json factor_rule = {{"min", {{"value", 0.0}, {"exclusive", false}}},
+                            {"max", {{"value", 1.0}, {"exclusive", true}}},
+                            {"text", "in [0, 1)"}};
+  BOOST_TEST(factor["constraints"] == factor_rule);
+  const json mode_rule = {{"choices", {"min", "max"}}, {"text", "one of: min, max"}};
+  BOOST_TEST(mode["constraints"] == mode_rule);
+  BOOST_TEST(eta_min["constraints"] == json::object());  // none declared
 }
 
 BOOST_AUTO_TEST_CASE(check_accepts_every_shipped_recipe) {

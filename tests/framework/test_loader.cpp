@@ -391,7 +391,7 @@ BOOST_AUTO_TEST_CASE(data_section_errors_name_the_key) {
          "normalize: needs a float image");
   expect(kSynthetic + "  transforms: [to_tensr]\n", "data.transforms.0", "to_tensor");
   expect(kSynthetic + "  workers: many\n", "data.workers", "expected");
-  expect(kSynthetic + "  batch_size: 0\n", "data.batch_size", "must be at least 1");
+  expect(kSynthetic + "  batch_size: 0\n", "data.batch_size", "must be >= 1, got 0");
   expect(kSynthetic + "  batchsize: 3\n", "data", "did you mean 'batch_size'");
   expect("  dataset: {name: fashion_mnist, root: /nonexistent}\n", "data.dataset", "/nonexistent");
   const auto e = one_line_error_of([&] {

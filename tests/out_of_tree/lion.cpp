@@ -80,8 +80,7 @@ class Lion : public graft::Optimizer {
 };
 
 graft::OptimizerFactory make_lion(const graft::Config& c) {
-  const auto betas = c.get<std::vector<double>>("betas");
-  if (betas.size() != 2) c["betas"].fail("expected two numbers");
+  const auto betas = c.get<std::vector<double>>("betas");  // two items in [0, 1): declared
   const Lion::Settings s{betas[0], betas[1]};
   return [s](const std::vector<graft::ParamGroup>& groups) -> std::unique_ptr<graft::Optimizer> {
     return std::make_unique<Lion>(groups, s);
@@ -91,6 +90,7 @@ graft::OptimizerFactory make_lion(const graft::Config& c) {
 }  // namespace
 
 GRAFT_PLUGIN(optimizer, "lion", make_lion, "Lion, sign of an interpolated momentum (Chen et al. 2023)",
-             graft::KeySpec("lr", 1e-4, "learning rate"),
-             graft::KeySpec("betas", std::vector<double>{0.9, 0.99}, "interpolation and momentum coefficients"),
-             graft::KeySpec("weight_decay", 0.0, "decoupled weight decay"));
+             graft::KeySpec("lr", 1e-4, "learning rate").min(0),
+             graft::KeySpec("betas", std::vector<double>{0.9, 0.99}, "interpolation and momentum coefficients")
+                 .min(0).less_than(1).length(2),
+             graft::KeySpec("weight_decay", 0.0, "decoupled weight decay").min(0));

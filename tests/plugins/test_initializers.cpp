@@ -277,14 +277,14 @@ BOOST_AUTO_TEST_CASE(bad_recipes_fail_at_their_key) {
   };
   BOOST_TEST(config_error("name: kaiming_normal\nmode: fan_avg\n") ==
              "test.yaml:2:7: mode: must be fan_in or fan_out, got 'fan_avg'");
-  BOOST_TEST(config_error("name: normal\nstd: -1\n") == "test.yaml:2:6: std: must be positive, got -1");
+  BOOST_TEST(config_error("name: normal\nstd: -1\n") == "test.yaml:2:6: std: must be > 0, got -1");
   BOOST_TEST(contains(config_error("name: constant\n"), "missing required key 'val'"));
   BOOST_TEST(contains(config_error("name: sparse\nsparsity: 1\n"), "sparsity: must be in [0, 1), got 1"));
   BOOST_TEST(contains(config_error("name: sparse\n"), "missing required key 'sparsity'"));
   BOOST_TEST(contains(config_error("{name: uniform, a: 2}"), "a: needs a < b, got a=2, b=1"));
   BOOST_TEST(contains(config_error("{name: uniform, a: 1, b: 1}"), "b: needs a < b"));
   BOOST_TEST(contains(config_error("{name: trunc_normal, a: 3}"), "a: needs a < b, got a=3, b=2"));
-  BOOST_TEST(contains(config_error("{name: trunc_normal, std: 0}"), "std: must be positive"));
+  BOOST_TEST(contains(config_error("{name: trunc_normal, std: 0}"), "std: must be > 0, got 0"));
   BOOST_TEST(contains(config_error("{name: normal, std: .nan}"), "std: must be a finite number"));
   BOOST_TEST(contains(config_error("{name: normal, mean: .inf}"), "mean: must be a finite number"));
   BOOST_TEST(contains(config_error("{name: kaiming_uniform, nonlinearity: gelu}"),
@@ -294,8 +294,8 @@ BOOST_AUTO_TEST_CASE(bad_recipes_fail_at_their_key) {
   BOOST_TEST(contains(config_error("{name: xavier_uniform, gain_for: relu, gain: 2}"),
                       "gain_for: give either gain or gain_for, not both"));
   BOOST_TEST(contains(config_error("{name: orthogonal, param: 0.2}"), "param: is only used with gain_for"));
-  BOOST_TEST(contains(config_error("{name: xavier_normal, gain: 0}"), "gain: must be positive"));
-  BOOST_TEST(contains(config_error("{name: dirac, groups: 0}"), "groups: must be at least 1, got 0"));
+  BOOST_TEST(contains(config_error("{name: xavier_normal, gain: 0}"), "gain: must be > 0, got 0"));
+  BOOST_TEST(contains(config_error("{name: dirac, groups: 0}"), "groups: must be >= 1, got 0"));
   BOOST_TEST(contains(config_error("{name: kaiming_normal, nonlinear: relu}"), "did you mean 'nonlinearity'"));
   BOOST_TEST(contains(config_error("{name: normal, std: big}"), "std"));
 }

@@ -251,9 +251,9 @@ BOOST_AUTO_TEST_CASE(bad_options_fail_at_their_key) {
       BOOST_TEST(e.exit_code() == 2);
     }
   };
-  fails_with("{name: resnet18, num_classes: 0}", "num_classes: must be positive");
-  fails_with("{name: vgg11, dropout: 1.5}", "dropout: must be a probability");
-  fails_with("{name: densenet121, in_channels: -1}", "in_channels: must be positive");
+  fails_with("{name: resnet18, num_classes: 0}", "num_classes: must be >= 1, got 0");
+  fails_with("{name: vgg11, dropout: 1.5}", "dropout: must be in [0, 1], got 1.5");
+  fails_with("{name: densenet121, in_channels: -1}", "in_channels: must be >= 1, got -1");
   fails_with("{name: googlenet, in_channels: 1, transform_input: true}", "transform_input: needs 3 input channels");
   fails_with("{name: inception_v3, aux_logit: true}", "did you mean 'aux_logits'");
 }

@@ -100,6 +100,14 @@ json report_json(const std::optional<LoadReport>& r) {
 json key_json(const KeySpec& k) {
   json j = {{"name", k.name}, {"type", value_type_name(k.type)}, {"required", k.required}, {"doc", k.doc}};
   j["default"] = k.required ? json(nullptr) : json(k.default_yaml);
+  json c = json::object();
+  if (k.lower) c["min"] = {{"value", k.lower->value}, {"exclusive", k.lower->exclusive}};
+  if (k.upper) c["max"] = {{"value", k.upper->value}, {"exclusive", k.upper->exclusive}};
+  if (!k.allowed.empty()) c["choices"] = k.allowed;
+  if (k.nonempty) c["non_empty"] = true;
+  if (k.items) c["length"] = *k.items;
+  if (k.constrained()) c["text"] = k.constraint_text();
+  j["constraints"] = c;
   return j;
 }
 
@@ -140,9 +148,14 @@ int cmd_plugins(const std::string& kind_filter, bool as_json) {
       std::cout << (p == plugins.front() ? "" : "\n") << current << "\n";
     }
     std::cout << fmt::format("  {:<20} {}  [{}]\n", p->entry.name, p->entry.doc, file_name(p->library));
+    // Constraints get a column of their own where a plugin has any.
+    std::size_t width = 0;
+    for (const auto& k : p->entry.keys) width = std::max(width, k.constraint_text().size());
     for (const auto& k : p->entry.keys) {
       const std::string def = k.required ? "required" : "= " + k.default_yaml;
-      std::cout << fmt::format("      {:<18} {:<12} {:<14} {}\n", k.name, value_type_name(k.type), def, k.doc);
+      const std::string constraint = width ? fmt::format("{:<{}}  ", k.constraint_text(), width) : "";
+      std::cout << fmt::format("      {:<18} {:<12} {:<14} {}{}\n", k.name, value_type_name(k.type), def, constraint,
+                               k.doc);
     }
   }
   if (plugins.empty()) std::cout << "no plugins installed" << (kind_filter.empty() ? "" : " of kind " + kind_filter) << "\n";

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,19 +33,40 @@ enum class ValueType {
 
 const char* value_type_name(ValueType type);
 
-/// One configuration key of a plugin: its name, type, default and a one-line doc.
-/// A key without a default is required.
+/// One configuration key of a plugin: its name, type, default, one-line doc and the
+/// constraints a written value must meet. A key without a default is required.
+///
+///   graft::KeySpec("momentum", 0.9, "momentum factor").min(0)
+///   graft::KeySpec("betas", std::vector<double>{0.9, 0.999}, "Adam's betas").min(0).less_than(1).length(2)
+///   graft::KeySpec("mode", "min", "which way is better").choices({"min", "max"})
+///
+/// graft checks the constraints when it validates a section (Config::validated()), so a
+/// factory never re-checks them; `graft plugins` shows them. Bounds apply to numbers and to
+/// each item of a list of numbers; choices to strings and to each item of a list of strings.
+/// Defaults are not checked at run time (a test checks the built-in ones).
 struct KeySpec {
+  struct Bound {
+    double value = 0;
+    bool exclusive = false;
+  };
+
   std::string name;
   ValueType type = ValueType::any;
   std::string default_yaml;  ///< the default as YAML text; empty when required
   bool required = false;
   std::string doc;
+  std::optional<Bound> lower;           ///< set by min() / greater_than()
+  std::optional<Bound> upper;           ///< set by max() / less_than()
+  std::vector<std::string> allowed;     ///< set by choices()
+  bool nonempty = false;                ///< set by non_empty()
+  bool finite_only = false;             ///< set by finite()
+  std::optional<std::size_t> items;     ///< set by length()
 
   KeySpec() = default;
   KeySpec(std::string name, bool def, std::string doc);
   KeySpec(std::string name, int def, std::string doc);
   KeySpec(std::string name, std::int64_t def, std::string doc);
+  /// The default is written as the shortest text that reads back the same double (0.9).
   KeySpec(std::string name, double def, std::string doc);
   KeySpec(std::string name, const char* def, std::string doc);
   KeySpec(std::string name, std::vector<std::int64_t> def, std::string doc);
@@ -55,6 +77,28 @@ struct KeySpec {
 
   /// A key that must be given.
   static KeySpec required_key(std::string name, ValueType type, std::string doc);
+
+  // Constraints (chained). Declaring one that cannot apply to the key's type (a bound on a
+  // string, choices on a number) throws std::invalid_argument naming the key.
+  /// value >= v, or value > v when `exclusive`. int, float and their lists.
+  KeySpec& min(double v, bool exclusive = false);
+  /// value <= v, or value < v when `exclusive`. int, float and their lists.
+  KeySpec& max(double v, bool exclusive = false);
+  KeySpec& greater_than(double v) { return min(v, true); }
+  KeySpec& less_than(double v) { return max(v, true); }
+  /// value is one of `values`. string and list[string].
+  KeySpec& choices(std::vector<std::string> values);
+  /// Not .inf, -.inf or .nan (YAML reads them as numbers). float and list[float].
+  KeySpec& finite();
+  /// Not "" (string), not [] (lists), not {} or [] (section).
+  KeySpec& non_empty();
+  /// Exactly `n` items. Lists.
+  KeySpec& length(std::size_t n);
+
+  bool constrained() const { return lower || upper || !allowed.empty() || nonempty || finite_only || items; }
+  /// The constraints in a few words, as `graft plugins` shows them: ">= 0", "in [0, 1)",
+  /// "finite", "one of: min, max", "non-empty", "2 items, each in [0, 1)"; "" when none.
+  std::string constraint_text() const;
 };
 
 using Schema = std::vector<KeySpec>;

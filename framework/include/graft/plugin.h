@@ -3,12 +3,14 @@
 //   #include <graft/model.h>   // ProductOf<Kind::backbone>: what a backbone factory returns
 //   static graft::Stages make_lenet(const graft::Config& c) { ... c.get<int>("num_classes") ... }
 //   GRAFT_PLUGIN(backbone, "lenet", make_lenet, "LeNet-5 as in the seeds' LeNetSequential",
-//                graft::KeySpec("num_classes", 10, "output classes"));
+//                graft::KeySpec("num_classes", 10, "output classes").min(1));
 //
 // A library may hold any number of GRAFT_PLUGIN lines (in any of its source files). The
-// CMake function graft_add_plugin() adds the library's single export (its manifest), so
-// authors never write it. The manifest is checked (graft ABI, LibTorch version) before
-// graft calls anything in the library.
+// CMake function graft_add_plugin() adds the library's stamp (graft ABI and LibTorch
+// versions, read from the file before it is loaded) and its single export (the manifest),
+// so authors never write them. GRAFT_PLUGIN builds nothing when the library is loaded: it
+// leaves a constant pointer to a function that makes the entry, and only the manifest,
+// called after the versions were checked, calls those functions.
 #pragma once
 
 #include <any>
@@ -21,7 +23,7 @@
 #include "graft/config.h"
 
 /// Bumped whenever a header of the SDK changes in a way that breaks built plugins.
-#define GRAFT_ABI_VERSION 2
+#define GRAFT_ABI_VERSION 3
 
 namespace graft {
 
@@ -69,17 +71,39 @@ struct Manifest {
 
 namespace detail {
 
-// Each plugin library has its own list: hidden visibility keeps one copy per .so.
-__attribute__((visibility("hidden"))) inline std::vector<PluginEntry>& local_entries() {
-  static std::vector<PluginEntry> entries;
-  return entries;
+/// What graft_add_plugin() stamps into every plugin library, in its ELF section
+/// `.graft_abi`: text in fixed-size fields, so graft reads it from the file without loading
+/// the library. Its layout never changes (it is how a library built against any graft is
+/// recognised); GRAFT_ABI_VERSION covers everything else.
+struct PluginStamp {
+  char magic[16];          ///< "graft-plugin"
+  char abi_version[16];    ///< GRAFT_ABI_VERSION, in decimal
+  char torch_version[64];  ///< TORCH_VERSION
+};
+inline constexpr char plugin_stamp_magic[] = "graft-plugin";
+
+/// Makes one entry. GRAFT_PLUGIN leaves a pointer to one of these in the section
+/// `graft_entries` of the library (or program) it is compiled into.
+using EntryMaker = void (*)(std::vector<PluginEntry>&);
+
+}  // namespace detail
+}  // namespace graft
+
+// The linker bounds each module's `graft_entries` section with these two symbols. Hidden,
+// so every library walks only its own; weak, so a module without entries links (both null).
+extern "C" {
+extern const graft::detail::EntryMaker __start_graft_entries[] __attribute__((weak, visibility("hidden")));
+extern const graft::detail::EntryMaker __stop_graft_entries[] __attribute__((weak, visibility("hidden")));
 }
 
-__attribute__((visibility("hidden"))) inline bool add_entry(Kind kind, const char* name,
-                                                            const char* doc, Schema keys,
-                                                            Factory factory) {
-  local_entries().push_back(PluginEntry{kind, name, doc, std::move(keys), std::move(factory)});
-  return true;
+namespace graft {
+namespace detail {
+
+/// The entries of the module this is compiled into, made now (their schemas, factories).
+__attribute__((visibility("hidden"))) inline std::vector<PluginEntry> local_entries() {
+  std::vector<PluginEntry> entries;
+  for (const EntryMaker* make = __start_graft_entries; make != __stop_graft_entries; ++make) (*make)(entries);
+  return entries;
 }
 
 }  // namespace detail
@@ -90,10 +114,15 @@ __attribute__((visibility("hidden"))) inline bool add_entry(Kind kind, const cha
 
 /// Registers a plugin: kind (an identifier: backbone, module, ...), name, factory
 /// (`Product f(const graft::Config&)`), one-line doc, then its config keys (KeySpec...).
-#define GRAFT_PLUGIN(KIND, NAME, FACTORY, DOC, ...)                                      \
-  [[maybe_unused]] static const bool GRAFT_DETAIL_CAT(graft_plugin_registered_, __LINE__) = \
-      ::graft::detail::add_entry(                                                        \
-          ::graft::Kind::KIND, NAME, DOC, ::graft::Schema{__VA_ARGS__},                  \
-          [](const ::graft::Config& config) -> std::any {                                \
-            return std::any(::graft::product_t<::graft::Kind::KIND>(FACTORY(config)));   \
-          })
+/// Expands to a function that appends the entry and a constant pointer to it in the
+/// section `graft_entries`: no code runs when the library is loaded.
+#define GRAFT_PLUGIN(KIND, NAME, FACTORY, DOC, ...)                                                \
+  static void GRAFT_DETAIL_CAT(graft_plugin_entry_, __LINE__)(std::vector<::graft::PluginEntry> & out) { \
+    out.push_back(::graft::PluginEntry{                                                            \
+        ::graft::Kind::KIND, NAME, DOC, ::graft::Schema{__VA_ARGS__},                              \
+        [](const ::graft::Config& config) -> std::any {                                            \
+          return std::any(::graft::product_t<::graft::Kind::KIND>(FACTORY(config)));               \
+        }});                                                                                       \
+  }                                                                                                \
+  __attribute__((section("graft_entries"), used)) static const ::graft::detail::EntryMaker        \
+      GRAFT_DETAIL_CAT(graft_plugin_entry_ptr_, __LINE__) = &GRAFT_DETAIL_CAT(graft_plugin_entry_, __LINE__)

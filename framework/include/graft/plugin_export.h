@@ -1,8 +1,10 @@
-// The export of a plugin library. graft_add_plugin() compiles this once into every plugin
-// library; do not include it yourself.
+// The stamp and the export of a plugin library. graft_add_plugin() compiles this once into
+// every plugin library; do not include it yourself.
 //
-// The two C symbols are data, so graft reads the ABI and LibTorch versions without running
-// any code of the library; only when both match does it call graft_plugin_manifest.
+// The stamp is constant data in the ELF section `.graft_abi`: graft reads the ABI and
+// LibTorch versions from the file before loading it, so nothing of a library built for
+// another graft or LibTorch runs, not even its static initialisers. Only when both match
+// does graft load it and call graft_plugin_manifest, which makes the entries.
 #pragma once
 
 #include <boost/dll/alias.hpp>
@@ -17,12 +19,11 @@
 #define GRAFT_EXPORT_TORCH_VERSION TORCH_VERSION
 #endif
 
-extern "C" {
-__attribute__((visibility("default"))) extern const int graft_plugin_abi_version;
-__attribute__((visibility("default"))) extern const char graft_plugin_torch_version[];
-const int graft_plugin_abi_version = GRAFT_EXPORT_ABI_VERSION;
-const char graft_plugin_torch_version[] = GRAFT_EXPORT_TORCH_VERSION;
-}
+#define GRAFT_DETAIL_STR2(x) #x
+#define GRAFT_DETAIL_STR(x) GRAFT_DETAIL_STR2(x)
+
+__attribute__((section(".graft_abi"), used)) static const graft::detail::PluginStamp graft_plugin_stamp = {
+    "graft-plugin", GRAFT_DETAIL_STR(GRAFT_EXPORT_ABI_VERSION), GRAFT_EXPORT_TORCH_VERSION};
 
 namespace graft::detail {
 inline Manifest export_manifest() {

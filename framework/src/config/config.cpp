@@ -1,5 +1,6 @@
 #include "graft/config.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -7,7 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
-#include <sstream>
+#include <stdexcept>
 
 #include "config/node.h"
 
@@ -34,12 +35,12 @@ const char* value_type_name(ValueType type) {
 // ---- KeySpec ---------------------------------------------------------------------------
 
 namespace {
+// The shortest text that reads back as the same double, as YAML: 0.9, 2.0, 1e-08, .inf.
 std::string yaml_of_number(double v) {
-  std::ostringstream s;
-  s.precision(17);
-  s << v;
-  std::string t = s.str();
-  if (t.find_first_of(".eEn") == std::string::npos) t += ".0";
+  if (std::isnan(v)) return ".nan";
+  if (std::isinf(v)) return v > 0 ? ".inf" : "-.inf";
+  std::string t = fmt::format("{}", v);
+  if (t.find_first_of(".e") == std::string::npos) t += ".0";
   return t;
 }
 template <class T, class F> std::string yaml_list(const std::vector<T>& v, F f) {
@@ -79,6 +80,111 @@ KeySpec KeySpec::required_key(std::string name, ValueType type, std::string doc)
   KeySpec k(std::move(name), type, "", std::move(doc));
   k.required = true;
   return k;
+}
+
+// ---- constraints -----------------------------------------------------------------------
+
+namespace {
+
+bool is_list_type(ValueType t) {
+  return t == ValueType::int_list || t == ValueType::number_list || t == ValueType::string_list;
+}
+
+void require_type(const KeySpec& k, const char* constraint, std::initializer_list<ValueType> types, const char* needs) {
+  if (std::find(types.begin(), types.end(), k.type) == types.end())
+    throw std::invalid_argument("KeySpec '" + k.name + "': ." + constraint + "() applies to " + needs + ", not to " +
+                                value_type_name(k.type));
+}
+
+void require_numeric(const KeySpec& k, const char* constraint) {
+  require_type(k, constraint, {ValueType::integer, ValueType::number, ValueType::int_list, ValueType::number_list},
+               "int, float and their lists");
+}
+
+std::string number_text(double v) { return fmt::format("{}", v); }
+
+// ">= 0", "< 1", "in [0, 1)"; "" without bounds.
+std::string bounds_text(const KeySpec& k) {
+  if (k.lower && k.upper)
+    return fmt::format("in {}{}, {}{}", k.lower->exclusive ? "(" : "[", number_text(k.lower->value),
+                       number_text(k.upper->value), k.upper->exclusive ? ")" : "]");
+  if (k.lower) return (k.lower->exclusive ? "> " : ">= ") + number_text(k.lower->value);
+  if (k.upper) return (k.upper->exclusive ? "< " : "<= ") + number_text(k.upper->value);
+  return "";
+}
+
+// What one number must be: bounds, and "finite" unless finite bounds on both sides say it.
+std::string number_rule(const KeySpec& k) {
+  const bool implied = k.lower && k.upper && std::isfinite(k.lower->value) && std::isfinite(k.upper->value);
+  const std::string bounds = bounds_text(k);
+  if (!k.finite_only || implied) return bounds;
+  return bounds.empty() ? "finite" : "finite and " + bounds;
+}
+
+bool within_bounds(const KeySpec& k, double v) {
+  if (k.lower && !(k.lower->exclusive ? v > k.lower->value : v >= k.lower->value)) return false;
+  if (k.upper && !(k.upper->exclusive ? v < k.upper->value : v <= k.upper->value)) return false;
+  return true;
+}
+
+std::string choices_text(const KeySpec& k) {
+  std::string s = "one of: ";
+  for (std::size_t i = 0; i < k.allowed.size(); ++i) s += (i ? ", " : "") + k.allowed[i];
+  return s;
+}
+
+}  // namespace
+
+KeySpec& KeySpec::min(double v, bool exclusive) {
+  require_numeric(*this, exclusive ? "greater_than" : "min");
+  lower = Bound{v, exclusive};
+  return *this;
+}
+
+KeySpec& KeySpec::max(double v, bool exclusive) {
+  require_numeric(*this, exclusive ? "less_than" : "max");
+  upper = Bound{v, exclusive};
+  return *this;
+}
+
+KeySpec& KeySpec::choices(std::vector<std::string> values) {
+  require_type(*this, "choices", {ValueType::string, ValueType::string_list}, "string and list[string]");
+  if (values.empty()) throw std::invalid_argument("KeySpec '" + name + "': .choices() needs at least one value");
+  allowed = std::move(values);
+  return *this;
+}
+
+KeySpec& KeySpec::finite() {
+  require_type(*this, "finite", {ValueType::number, ValueType::number_list}, "float and list[float]");
+  finite_only = true;
+  return *this;
+}
+
+KeySpec& KeySpec::non_empty() {
+  require_type(*this, "non_empty",
+               {ValueType::string, ValueType::int_list, ValueType::number_list, ValueType::string_list, ValueType::section},
+               "strings, lists and sections");
+  nonempty = true;
+  return *this;
+}
+
+KeySpec& KeySpec::length(std::size_t n) {
+  require_type(*this, "length", {ValueType::int_list, ValueType::number_list, ValueType::string_list}, "lists");
+  items = n;
+  return *this;
+}
+
+std::string KeySpec::constraint_text() const {
+  std::vector<std::string> parts;
+  const bool list = is_list_type(type);
+  if (items) parts.push_back(fmt::format("{} item{}", *items, *items == 1 ? "" : "s"));
+  if (nonempty) parts.emplace_back("non-empty");
+  const std::string each = list ? "each " : "";
+  if (lower || upper || finite_only) parts.push_back(each + number_rule(*this));
+  if (!allowed.empty()) parts.push_back(each + choices_text(*this));
+  std::string s;
+  for (std::size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i];
+  return s;
 }
 
 // ---- scalar conversion -----------------------------------------------------------------
@@ -309,6 +415,45 @@ GRAFT_INSTANTIATE(std::vector<std::string>)
 
 // ---- validation ------------------------------------------------------------------------
 
+namespace {
+
+[[noreturn]] void fail_at(const Node& n, const std::string& path, const std::string& message) {
+  throw Error::usage(path + ": " + message, n.loc);
+}
+
+// One scalar (the value, or an item of a list value) against bounds and choices.
+void check_scalar(const KeySpec& k, const Node& n, const std::string& path) {
+  if (k.lower || k.upper || k.finite_only) {
+    double v = 0;
+    to_double(n, v);  // the type was checked before
+    if (k.finite_only && !std::isfinite(v)) fail_at(n, path, "must be a finite number, got " + n.value);
+    if (!within_bounds(k, v)) fail_at(n, path, "must be " + bounds_text(k) + ", got " + n.value);
+  }
+  if (!k.allowed.empty() && std::find(k.allowed.begin(), k.allowed.end(), n.value) == k.allowed.end()) {
+    std::string msg = "must be " + choices_text(k) + "; got '" + n.value + "'";
+    const std::string guess = closest_match(n.value, k.allowed);
+    if (!guess.empty()) msg += " (did you mean '" + guess + "'?)";
+    fail_at(n, path, msg);
+  }
+}
+
+// A written value of the right type against the key's declared constraints.
+void check_constraints(const KeySpec& k, const Node& n, const std::string& path) {
+  const bool list = n.type == Node::Type::list;
+  const std::size_t size = list ? n.items.size() : n.entries.size();
+  if (k.nonempty) {
+    if (n.type == Node::Type::scalar && n.value.empty()) fail_at(n, path, "must not be empty");
+    if (n.type != Node::Type::scalar && size == 0) fail_at(n, path, list ? "must not be an empty list" : "must not be empty");
+  }
+  if (k.items && list && size != *k.items)
+    fail_at(n, path, fmt::format("must have {} item{}, got {}", *k.items, *k.items == 1 ? "" : "s", size));
+  if (!k.lower && !k.upper && !k.finite_only && k.allowed.empty()) return;
+  if (!list) return check_scalar(k, n, path);
+  for (std::size_t i = 0; i < n.items.size(); ++i) check_scalar(k, *n.items[i], join_path(path, std::to_string(i)));
+}
+
+}  // namespace
+
 Config Config::validated(const Schema& schema, const std::string& what) const {
   return validated(schema, what, {});
 }
@@ -341,6 +486,7 @@ Config Config::validated(const Schema& schema, const std::string& what,
                              shown(*e->value),
                          e->value->loc);
     }
+    if (k.constrained()) check_constraints(k, *e->value, join_path(path_, k.name));
   }
   return Config(node_, path_, std::make_shared<const Schema>(schema));
 }

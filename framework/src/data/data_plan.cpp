@@ -22,12 +22,13 @@ const Schema& data_schema() {
       KeySpec("test_split", "test", "the split `graft eval` measures"),
       KeySpec("val", ValueType::any, "test",
               "validation: test (the test split), another split, a fraction of train (0.1: seeded, stratified) or none"),
-      KeySpec("classes", ValueType::int_list, "~", "keep these classes in every split, relabelled 0..k-1 in this order"),
-      KeySpec("per_class", ValueType::integer, "~", "keep this many training samples per class (seeded, after val)"),
-      KeySpec("batch_size", 64, "training batch size"),
-      KeySpec("eval_batch_size", ValueType::integer, "~", "evaluation batch size (default: batch_size)"),
+      KeySpec("classes", ValueType::int_list, "~", "keep these classes in every split, relabelled 0..k-1 in this order")
+          .non_empty(),
+      KeySpec("per_class", ValueType::integer, "~", "keep this many training samples per class (seeded, after val)").min(1),
+      KeySpec("batch_size", 64, "training batch size").min(1),
+      KeySpec("eval_batch_size", ValueType::integer, "~", "evaluation batch size (default: batch_size)").min(1),
       KeySpec("workers", ValueType::any, "auto", "loader threads: an integer (0: the training thread) or auto"),
-      KeySpec("prefetch", 2, "batches made ahead, per worker"),
+      KeySpec("prefetch", 2, "batches made ahead, per worker").min(1),
       KeySpec("shuffle", true, "a new seeded order every epoch"),
       KeySpec("drop_last", false, "leave out the last, smaller training batch"),
       KeySpec("transforms", ValueType::section, "~", "training transforms, in order (default [to_tensor])"),
@@ -169,12 +170,6 @@ torch::Tensor run_pipeline(const Pipeline& p, torch::Tensor x, std::uint64_t see
   return x;
 }
 
-std::int64_t positive(const Config& data, const std::string& key, std::int64_t minimum) {
-  const auto v = data.get<std::int64_t>(key);
-  if (v < minimum) data[key].fail("must be at least " + std::to_string(minimum) + ", got " + std::to_string(v));
-  return v;
-}
-
 std::string class_count_line(const Dataset& d, std::int64_t num_classes) {
   std::vector<std::int64_t> counts(static_cast<std::size_t>(num_classes), 0);
   for (auto t : d.targets())
@@ -251,7 +246,6 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   for (std::int64_t c = 0; c < num_classes; ++c) relabel[static_cast<std::size_t>(c)] = c;
   if (subsetting) {
     const auto keep = data.get<std::vector<std::int64_t>>("classes");
-    if (keep.empty()) data["classes"].fail("must name at least one class");
     std::fill(relabel.begin(), relabel.end(), -1);
     std::vector<std::string> kept;
     for (std::size_t k = 0; k < keep.size(); ++k) {
@@ -290,7 +284,7 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   }
   const bool per_class = !data["per_class"].is_null();
   if (per_class) {
-    const auto k = positive(data, "per_class", 1);
+    const auto k = data.get<std::int64_t>("per_class");
     std::vector<std::int64_t> counts(static_cast<std::size_t>(num_classes), 0);
     for (auto t : train_sel.targets) ++counts[static_cast<std::size_t>(t)];
     for (std::int64_t c = 0; c < num_classes; ++c)
@@ -347,8 +341,8 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   // Loader options.
   LoaderOptions& o = plan.train_options;
   o.seed = seed;
-  o.batch_size = positive(data, "batch_size", 1);
-  o.prefetch = positive(data, "prefetch", 1);
+  o.batch_size = data.get<std::int64_t>("batch_size");
+  o.prefetch = data.get<std::int64_t>("prefetch");
   o.shuffle = data.get<bool>("shuffle");
   o.drop_last = data.get<bool>("drop_last");
   const Config workers = data["workers"];
@@ -361,7 +355,7 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   plan.eval_options = o;
   plan.eval_options.shuffle = false;
   plan.eval_options.drop_last = false;
-  if (!data["eval_batch_size"].is_null()) plan.eval_options.batch_size = positive(data, "eval_batch_size", 1);
+  if (!data["eval_batch_size"].is_null()) plan.eval_options.batch_size = data.get<std::int64_t>("eval_batch_size");
 
   // Description.
   std::ostringstream d;

@@ -150,8 +150,8 @@ const Schema& model_schema() {
       KeySpec::required_key("backbone", ValueType::any, "backbone plugin: a name, or a map with name: and its keys"),
       KeySpec("weights", ValueType::any, "~",
               "pretrained weights: a .pth path, torchvision:NAME, an http(s) URL, or a map with from: and key mapping"),
-      KeySpec("num_classes", ValueType::integer, "~", "replace the head (after loading weights) for this many classes"),
-      KeySpec("in_channels", ValueType::integer, "~", "adapt the first conv (after loading weights) to this many inputs"),
+      KeySpec("num_classes", ValueType::integer, "~", "replace the head (after loading weights) for this many classes").min(1),
+      KeySpec("in_channels", ValueType::integer, "~", "adapt the first conv (after loading weights) to this many inputs").min(1),
       KeySpec("input_shape", ValueType::int_list, "~", "one sample's shape [C, H, W] for dry runs (default [C, 224, 224])"),
       KeySpec("surgery", ValueType::section, "~", "edits of the model tree by dotted path, in order"),
       KeySpec("init", ValueType::section, "~", "initialisation rules: modules:/names:, only: new|all, param: initializer"),
@@ -213,8 +213,7 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
 
   const auto param_modules = parameter_modules(root);
   if (!model["in_channels"].is_null()) {
-    const auto n = model.get<std::int64_t>("in_channels");
-    if (n <= 0) model["in_channels"].fail("must be positive");
+    const auto n = model.get<std::int64_t>("in_channels");  // >= 1 (model_schema)
     std::string first;
     bool found = false;
     for (const auto& p : param_modules)
@@ -249,8 +248,7 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
   }
 
   if (!model["num_classes"].is_null()) {
-    const auto n = model.get<std::int64_t>("num_classes");
-    if (n <= 0) model["num_classes"].fail("must be positive");
+    const auto n = model.get<std::int64_t>("num_classes");  // >= 1 (model_schema)
     if (param_modules.empty()) model["num_classes"].fail("the model has no layer with parameters");
     const std::string head = param_modules.back();
     if (head.empty()) model["num_classes"].fail("the model is a single layer; replace it with surgery instead");

@@ -11,6 +11,7 @@
 
 #include "config/node.h"
 #include "graft/log.h"
+#include "registry/plugin_stamp.h"
 
 namespace fs = std::filesystem;
 
@@ -123,25 +124,25 @@ bool Registry::load_library(const std::string& path) {
     return false;
   };
 
+  // The versions come from the file: nothing of the library runs before both match.
+  std::string unreadable;
+  const auto stamp = detail::read_plugin_stamp(path, unreadable);
+  if (!stamp) return refuse(unreadable);
+  if (stamp->abi_version != GRAFT_ABI_VERSION)
+    return refuse("built for graft plugin ABI " + std::to_string(stamp->abi_version) + ", this graft has ABI " +
+                  std::to_string(GRAFT_ABI_VERSION) + "; rebuild the plugin against this graft");
+  if (major_minor(stamp->torch_version) != major_minor(TORCH_VERSION))
+    return refuse("built with LibTorch " + stamp->torch_version + ", this graft uses LibTorch " + TORCH_VERSION +
+                  "; rebuild the plugin against this LibTorch");
+
   boost::dll::shared_library lib;
   try {
     lib.load(path, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     return refuse(std::string("cannot be loaded: ") + first_line(e.what()));
   }
-  if (!lib.has("graft_plugin_abi_version") || !lib.has("graft_plugin_torch_version") ||
-      !lib.has("graft_plugin_manifest"))
+  if (!lib.has("graft_plugin_manifest"))
     return refuse("not a graft plugin (no graft manifest; build it with graft_add_plugin())");
-
-  // Data symbols only: nothing in the library runs before both versions match.
-  const int abi = lib.get<const int>("graft_plugin_abi_version");
-  if (abi != GRAFT_ABI_VERSION)
-    return refuse("built for graft plugin ABI " + std::to_string(abi) + ", this graft has ABI " +
-                  std::to_string(GRAFT_ABI_VERSION) + "; rebuild the plugin against this graft");
-  const std::string torch_version = &lib.get<const char>("graft_plugin_torch_version");
-  if (major_minor(torch_version) != major_minor(TORCH_VERSION))
-    return refuse("built with LibTorch " + torch_version + ", this graft uses LibTorch " + TORCH_VERSION +
-                  "; rebuild the plugin against this LibTorch");
 
   Manifest manifest;
   try {

@@ -71,10 +71,10 @@ std::vector<Rule> parse_rules(const Config& groups) {
       KeySpec("params", ValueType::any, "~", "glob or list of globs on parameter names"),
       KeySpec("bias", false, "only biases"),
       KeySpec("norm", false, "only parameters of normalization layers"),
-      KeySpec("lr", ValueType::number, "~", "learning rate"),
-      KeySpec("lr_mult", ValueType::number, "~", "learning rate as a multiple of the optimizer's"),
-      KeySpec("weight_decay", ValueType::number, "~", "weight decay"),
-      KeySpec("momentum", ValueType::number, "~", "momentum (sgd, rmsprop)"),
+      KeySpec("lr", ValueType::number, "~", "learning rate").min(0),
+      KeySpec("lr_mult", ValueType::number, "~", "learning rate as a multiple of the optimizer's").min(0),
+      KeySpec("weight_decay", ValueType::number, "~", "weight decay").min(0),
+      KeySpec("momentum", ValueType::number, "~", "momentum (sgd, rmsprop)").min(0),
   };
   for (const auto& item : groups.items()) {
     const Config c = item.validated(schema, "a parameter group rule");
@@ -89,8 +89,7 @@ std::vector<Rule> parse_rules(const Config& groups) {
     if (c.has("lr") && c.has("lr_mult")) item.fail("give lr or lr_mult, not both");
     for (const char* k : {"lr", "lr_mult", "weight_decay", "momentum"}) {
       if (!c.has(k)) continue;
-      const double v = c.get<double>(k);
-      if (v < 0) c[k].fail("must be >= 0");
+      const double v = c.get<double>(k);  // >= 0: declared
       (std::string(k) == "lr" ? r.lr : std::string(k) == "lr_mult" ? r.lr_mult : std::string(k) == "weight_decay" ? r.weight_decay : r.momentum) = v;
     }
     r.label = c.has("params") ? fmt::format("{}", fmt::join(r.globs, ",")) : r.bias ? "bias" : "norm";
