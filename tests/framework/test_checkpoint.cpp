@@ -23,6 +23,7 @@
 #include "graft/host/recipe.h"
 #include "graft/host/registry.h"
 #include "graft/host/serialize.h"
+#include "graft/host/runtime.h"
 #include "graft/host/trainer.h"
 #include "support/plugins.h"
 #include "support/run.h"
@@ -65,7 +66,11 @@ graft::FitResult fit(const fs::path& recipe, const fs::path& run_dir, const std:
   options.run_dir = run_dir.string();
   options.progress = false;
   options.resume = resume;
-  return graft::fit(graft::load_recipe(recipe.string(), overrides), graft::test::registry(), options);
+  const auto r = graft::load_recipe(recipe.string(), overrides);
+  // what `graft train` does first: the library leaves CPU threads to the program, and a
+  // run compared with a `graft train` process must compute with the same thread count
+  graft::configure_cpu(graft::resolve_threads(r.root["trainer"]["threads"]));
+  return graft::fit(r, graft::test::registry(), options);
 }
 
 /// Every tensor of two checkpoints' model and optimizer state, compared bit for bit.
