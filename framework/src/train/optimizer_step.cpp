@@ -37,8 +37,9 @@ bool OptimizerStep::backward(TrainContext& ctx, std::int64_t batch) {
 }
 
 void OptimizerStep::step(TrainContext& ctx, Optimizer& optimizer) {
-  // the parameters of the moment: unfreezing may have added some since the last step
-  const auto params = all_params(optimizer);
+  // the parameters of the moment (unfreezing may have added some), when anything needs them
+  const bool needs_params = scaler_.enabled() || settings_.clip_norm || settings_.clip_value;
+  const auto params = needs_params ? all_params(optimizer) : std::vector<torch::Tensor>{};
   bool finite = true;
   if (scaler_.enabled()) {
     finite = scaler_.unscale(params);
