@@ -50,9 +50,9 @@ struct ChannelAttentionImpl : graft::Block<ChannelAttentionImpl> {
     add("fc", fc);
   }
   torch::Tensor forward(torch::Tensor x) {
-    const auto b = x.size(0), c = x.size(1);
-    auto y = call("avg_pool", x).view({b, c});
-    y = call("fc", y).view({b, c, 1, 1});
+    // flatten and unsqueeze, not view({x.size(0), c}): a TorchScript trace would fix the batch size
+    auto y = call("avg_pool", x).flatten(1);
+    y = call("fc", y).unsqueeze(-1).unsqueeze(-1);
     return x * y;
   }
 };
