@@ -81,10 +81,14 @@ std::vector<std::int64_t> resized_hw(std::int64_t height, std::int64_t width, st
   return width <= height ? std::vector<std::int64_t>{new_long, shorter} : std::vector<std::int64_t>{shorter, new_long};
 }
 
-torch::Tensor resize(const torch::Tensor& img, std::int64_t height, std::int64_t width, Interp interp) {
+torch::Tensor resize(const torch::Tensor& img, std::int64_t height, std::int64_t width, Interp interp, bool antialias) {
   if (img.size(-2) == height && img.size(-1) == width) return img;
   const bool cast = !(img.scalar_type() == torch::kFloat || img.scalar_type() == torch::kDouble);
   auto x = (cast ? img.to(torch::kFloat) : img).unsqueeze(0);
+  if (antialias && interp == Interp::bilinear) {
+    x = at::_upsample_bilinear2d_aa(x, {height, width}, /*align_corners=*/false, c10::nullopt, c10::nullopt).squeeze(0);
+    return cast ? x.round().to(img.scalar_type()) : x;
+  }
   auto options = F::InterpolateFuncOptions().size(std::vector<std::int64_t>{height, width});
   if (interp == Interp::bilinear) options.mode(torch::kBilinear).align_corners(false);
   else options.mode(torch::kNearest);

@@ -21,9 +21,10 @@ torch::Tensor crop(const torch::Tensor& img, std::int64_t top, std::int64_t left
                    std::int64_t width);
 /// F.center_crop: pads with zeros first when the crop is larger than the image.
 torch::Tensor center_crop(const torch::Tensor& img, std::int64_t height, std::int64_t width);
-/// F.resize to exactly (height, width), antialias=False; uint8 is resized in float32 and
-/// rounded back.
-torch::Tensor resize(const torch::Tensor& img, std::int64_t height, std::int64_t width, Interp interp);
+/// F.resize to exactly (height, width), antialias off unless asked (bilinear only, as
+/// torchvision); uint8 is resized in float32 and rounded back.
+torch::Tensor resize(const torch::Tensor& img, std::int64_t height, std::int64_t width, Interp interp,
+                     bool antialias = false);
 /// torchvision's size for resize(size=[shorter]): the shorter side becomes `shorter`.
 std::vector<std::int64_t> resized_hw(std::int64_t height, std::int64_t width, std::int64_t shorter);
 /// F.rotate(img, degrees) counter-clockwise about the centre, expand=False; `fill` per

@@ -84,11 +84,12 @@ struct GrayscaleToRgb : Transform {
 struct Resize : Transform {
   std::int64_t shorter = 0, h = 0, w = 0;  // shorter side, or an exact (h, w)
   Interp interp = Interp::bilinear;
+  bool antialias = false;
   Shape hw(std::int64_t ih, std::int64_t iw) const { return shorter ? resized_hw(ih, iw, shorter) : Shape{h, w}; }
   torch::Tensor apply(const torch::Tensor& x, Rng&) const override {
     need_chw("resize", x);
     const auto s = hw(x.size(1), x.size(2));
-    return resize(x, s[0], s[1], interp);
+    return resize(x, s[0], s[1], interp, antialias);
   }
   Shape output_shape(const Shape& in) const override {
     const auto s = hw(in[1], in[2]);
@@ -259,6 +260,7 @@ std::shared_ptr<Transform> make_resize(const Config& c) {
   if (v.size() == 1) t->shorter = v[0];
   else t->h = v[0], t->w = v[1];
   t->interp = interp_of(c);
+  t->antialias = c.get<bool>("antialias");
   return t;
 }
 
@@ -340,8 +342,9 @@ GRAFT_PLUGIN(transform, "to_tensor", make_to_tensor, "uint8 image -> float in [0
 GRAFT_PLUGIN(transform, "normalize", make_normalize, "(x - mean) / std per channel, on float images, as Normalize",
              KeySpec::required_key("mean", ValueType::number_list, "one value per channel (or one for all)").non_empty(),
              KeySpec::required_key("std", ValueType::number_list, "one non-zero value per channel (or one for all)").finite());
-GRAFT_PLUGIN(transform, "resize", make_resize, "Resize (antialias off): size = the shorter side, or [height, width]",
-             size_key("an int (the shorter side) or [height, width]"), interp_key("bilinear"));
+GRAFT_PLUGIN(transform, "resize", make_resize, "Resize: size = the shorter side, or [height, width]",
+             size_key("an int (the shorter side) or [height, width]"), interp_key("bilinear"),
+             KeySpec("antialias", false, "smooth before downscaling, as PIL and torchvision's antialias=True (bilinear)"));
 GRAFT_PLUGIN(transform, "center_crop", make_center_crop, "CenterCrop (zero padding when larger than the image)",
              size_key("an int (square) or [height, width]"));
 GRAFT_PLUGIN(transform, "pad", make_pad, "Pad",

@@ -258,7 +258,10 @@ int cmd_train(const RecipeArgs& args) {
 int cmd_eval(const RecipeArgs& args) {
   auto l = load(args);
   configure_cpu_for(l->recipe);
-  const PassResult r = evaluate(l->recipe, l->registry, args.checkpoint, args.split);
+  EvalOptions options;
+  if (!args.split.empty()) options.split = args.split;
+  options.eager = args.eager;
+  const PassResult r = evaluate(l->recipe, l->registry, args.checkpoint, options);
   auto metric = [&](const char* k) { return r.metrics.count(k) ? json(r.metrics.at(k)) : json(nullptr); };
   if (args.json) {
     json out = {{"loss", metric("loss")}, {"top1", metric("top1")}, {"top5", metric("top5")}, {"samples", r.samples},
@@ -335,13 +338,6 @@ int cmd_inspect(const RecipeArgs& args) {
                            grouped(count.total), millions(count.total), grouped(count.trainable),
                            millions(count.trainable), grouped(count.total - count.trainable));
   if (!args.dot_file.empty()) std::cerr << "wrote " << args.dot_file << "\n";
-  return 0;
-}
-
-int cmd_export(const std::string& checkpoint, const std::string& out) {
-  const StateDict weights = load_state_dict(checkpoint);
-  save_state_dict(weights, out);
-  std::cerr << "wrote " << out << ": " << weights.size() << " tensors (load with torch.load, weights_only=True)\n";
   return 0;
 }
 

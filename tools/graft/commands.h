@@ -20,6 +20,7 @@ struct RecipeArgs {
   std::string run_dir;
   std::string checkpoint;
   std::string split;
+  bool eager = false;  ///< eval: the model as trained, not the optimized trace
   int progress = -1;  ///< -1: when stderr is a terminal, 0: never, 1: always
   std::string resume;               ///< train: auto or a checkpoint
   std::string resume_weights_only;  ///< train: a checkpoint whose weights start a new run
@@ -35,7 +36,23 @@ int cmd_check(const RecipeArgs& args);
 int cmd_inspect(const RecipeArgs& args);
 int cmd_train(const RecipeArgs& args);
 int cmd_eval(const RecipeArgs& args);
-int cmd_export(const std::string& checkpoint, const std::string& out);
+struct ExportArgs {
+  std::string checkpoint, out, format = "state_dict", recipe;
+  std::vector<std::string> overrides;
+};
+
+struct PredictArgs {
+  std::vector<std::string> inputs;  ///< [RECIPE] IMAGE|DIR..., or MODEL.pt IMAGE|DIR...
+  std::string checkpoint;
+  std::vector<std::string> overrides;
+  std::int64_t topk = 5, batch_size = 32;
+  bool json = false, keep_going = false, eager = false;
+  int progress = -1;
+};
+
+// deploy.cpp
+int cmd_export(const ExportArgs& args);
+int cmd_predict(const PredictArgs& args);
 int cmd_convert(const ConvertArgs& args);
 int cmd_version(bool json);
 

@@ -69,11 +69,31 @@ int main(int argc, char** argv) {
   add_recipe_args(evaluate, eval_args);
   evaluate->add_option("--checkpoint", eval_args.checkpoint, "checkpoint or weights file (.pth)")->required();
   evaluate->add_option("--split", eval_args.split, "train, val or test (default test)");
+  evaluate->add_flag("--eager", eval_args.eager, "run the model as trained, not traced and optimized for inference (CPU)");
 
-  std::string export_in, export_out;
-  auto* exporter = app.add_subcommand("export", "write a checkpoint's weights as a plain state dict (.pth)");
-  exporter->add_option("checkpoint", export_in, "checkpoint or weights file")->required();
-  exporter->add_option("out", export_out, "output .pth")->required();
+  graft::cli::ExportArgs export_args;
+  auto* exporter = app.add_subcommand("export", "write a checkpoint's model: a plain state dict (.pth) or TorchScript (.pt)");
+  exporter->add_option("checkpoint", export_args.checkpoint, "checkpoint or weights file")->required();
+  exporter->add_option("out", export_args.out, "output file")->required();
+  exporter->add_option("--format", export_args.format,
+                       "state_dict (the weights, for torch.load) or torchscript (the model, for torch.jit.load, with graft.json)")
+      ->check(CLI::IsMember({"state_dict", "torchscript"}));
+  exporter->add_option("--recipe", export_args.recipe, "build the model from this recipe (default: the checkpoint's own)");
+  exporter->add_option("--set", export_args.overrides, "override a key of --recipe: KEY.PATH=VALUE")->allow_extra_args(false);
+
+  graft::cli::PredictArgs predict_args;
+  auto* predict = app.add_subcommand("predict", "classify images: top-k class names and probabilities");
+  predict->add_option("inputs", predict_args.inputs, "MODEL.pt IMAGE|DIR..., or [RECIPE] --checkpoint CKPT IMAGE|DIR...")
+      ->required();
+  predict->add_option("--checkpoint", predict_args.checkpoint, "a checkpoint (its own recipe builds the model, or RECIPE's)");
+  predict->add_option("--set", predict_args.overrides, "override a recipe key: KEY.PATH=VALUE")->allow_extra_args(false);
+  predict->add_option("--topk", predict_args.topk, "classes shown per image (default 5)");
+  predict->add_option("--batch-size", predict_args.batch_size, "images per forward pass (default 32)");
+  predict->add_flag("--json", predict_args.json, "print a JSON list on stdout");
+  predict->add_flag("--keep-going", predict_args.keep_going, "predict the other images when one fails (exit code 2 still)");
+  predict->add_flag("--eager", predict_args.eager, "run the model unoptimized");
+  predict->add_option("--progress", predict_args.progress, "progress bar: 1 always, 0 never (default: on a terminal)")
+      ->check(CLI::IsMember({0, 1}));
 
   graft::cli::ConvertArgs convert_args;
   auto* convert = app.add_subcommand("convert", "rewrite a weights file's keys");
@@ -103,7 +123,8 @@ int main(int argc, char** argv) {
     if (train->parsed()) return graft::cli::cmd_train(train_args);
     if (evaluate->parsed()) return graft::cli::cmd_eval(eval_args);
     if (app.got_subcommand("inspect")) return graft::cli::cmd_inspect(inspect_args);
-    if (exporter->parsed()) return graft::cli::cmd_export(export_in, export_out);
+    if (exporter->parsed()) return graft::cli::cmd_export(export_args);
+    if (predict->parsed()) return graft::cli::cmd_predict(predict_args);
     if (convert->parsed()) return graft::cli::cmd_convert(convert_args);
     if (version->parsed()) return graft::cli::cmd_version(json);
   } catch (const graft::Error& e) {

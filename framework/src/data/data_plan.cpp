@@ -1,6 +1,7 @@
 // The recipe's `data:` section: the dataset plugin's splits, then class subset, validation
 // hold-out and samples per class (in that order, all seeded by the recipe's seed), the
 // transforms (checked on one real sample) and the loader options.
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "graft/host/data_plan.h"
+#include "graft/host/weights.h"
 
 #include "io/dtype_name.h"
 
@@ -32,7 +34,8 @@ const Schema& data_schema() {
       KeySpec("shuffle", true, "a new seeded order every epoch"),
       KeySpec("drop_last", false, "leave out the last, smaller training batch"),
       KeySpec("transforms", ValueType::section, "~", "training transforms, in order (default [to_tensor])"),
-      KeySpec("eval_transforms", ValueType::section, "~", "evaluation transforms (default: the non-random ones of transforms)"),
+      KeySpec("eval_transforms", ValueType::any, "~",
+              "evaluation transforms, or pretrained (torchvision's for model.weights; default: the non-random ones of transforms)"),
   };
   return schema;
 }
@@ -138,6 +141,12 @@ std::shared_ptr<Dataset> open_split(const DataSource& source, const std::string&
   }
 }
 
+bool is_number(const std::string& text) {
+  char* end = nullptr;
+  std::strtod(text.c_str(), &end);
+  return !text.empty() && end == text.c_str() + text.size();
+}
+
 struct Pipeline {
   std::vector<std::shared_ptr<Transform>> transforms;
   std::vector<Config> specs;
@@ -170,6 +179,43 @@ torch::Tensor run_pipeline(const Pipeline& p, torch::Tensor x, std::uint64_t see
   return x;
 }
 
+/// The classes of a dataset (its names, or 0..n-1 from its targets), after `data.classes`
+/// keeps some of them and relabels them 0..k-1.
+struct ClassMap {
+  std::vector<std::string> names;
+  std::vector<std::int64_t> relabel;  ///< dataset class -> kept class, or -1
+  bool subsetting = false;
+};
+
+ClassMap class_map(const Dataset& d, const Config& data, const std::string& dataset) {
+  ClassMap m;
+  auto names = d.classes();
+  std::int64_t num_classes = static_cast<std::int64_t>(names.size());
+  if (num_classes == 0) {
+    for (auto t : d.targets()) num_classes = std::max(num_classes, t + 1);
+    for (std::int64_t c = 0; c < num_classes; ++c) names.push_back(std::to_string(c));
+  }
+  m.relabel.resize(static_cast<std::size_t>(num_classes));
+  for (std::int64_t c = 0; c < num_classes; ++c) m.relabel[static_cast<std::size_t>(c)] = c;
+  m.subsetting = !data["classes"].is_null();
+  if (!m.subsetting) {
+    m.names = names;
+    return m;
+  }
+  const auto keep = data.get<std::vector<std::int64_t>>("classes");
+  std::fill(m.relabel.begin(), m.relabel.end(), -1);
+  for (std::size_t k = 0; k < keep.size(); ++k) {
+    const auto c = keep[k];
+    if (c < 0 || c >= num_classes)
+      data["classes"][k].fail("class " + std::to_string(c) + " is out of range: " + dataset + " has " +
+                              std::to_string(num_classes) + " classes (0.." + std::to_string(num_classes - 1) + ")");
+    if (m.relabel[static_cast<std::size_t>(c)] >= 0) data["classes"][k].fail("class " + std::to_string(c) + " is listed twice");
+    m.relabel[static_cast<std::size_t>(c)] = static_cast<std::int64_t>(k);
+    m.names.push_back(names[static_cast<std::size_t>(c)]);
+  }
+  return m;
+}
+
 std::string class_count_line(const Dataset& d, std::int64_t num_classes) {
   std::vector<std::int64_t> counts(static_cast<std::size_t>(num_classes), 0);
   for (auto t : d.targets())
@@ -179,9 +225,107 @@ std::string class_count_line(const Dataset& d, std::int64_t num_classes) {
   return *lo == *hi ? std::to_string(*lo) + " per class" : std::to_string(*lo) + ".." + std::to_string(*hi) + " per class";
 }
 
+/// The training and evaluation transforms of `data:`, each checked on one real sample:
+/// `train_sample` (undefined when only evaluating) and `eval_sample`.
+/// `data.eval_transforms`: the recipe's list; for `pretrained`, the evaluation
+/// preprocessing torchvision publishes with the weights of `model.weights`.
+Config eval_transforms_of(const Config& root, const Config& data) {
+  const Config at = data["eval_transforms"];
+  if (!at.is_scalar()) return at;
+  if (at.scalar() != "pretrained") at.fail("expected a list of transforms, or pretrained");
+  const Config w = root["model"]["weights"];
+  const Config from = w.is_map() ? w["from"] : w;
+  const auto model = from.is_scalar() ? torchvision_model_of(from.scalar()) : "";
+  const auto meta = model.empty() ? std::nullopt : torchvision_meta(model);
+  if (!meta) at.fail("pretrained: the evaluation preprocessing of torchvision's weights needs model.weights: torchvision:NAME");
+  return parse_yaml_text(meta->transforms_yaml(), at.where().str() + ": data.eval_transforms: pretrained (torchvision:" +
+                                                       model + ")");
+}
+
+void plan_transforms(DataPlan& plan, const Registry& registry, const Config& root, const Config& data, std::uint64_t seed,
+                     const torch::Tensor& train_sample, const torch::Tensor& eval_sample) {
+  Pipeline train_p, eval_p;
+  if (data["transforms"].is_null()) {
+    const Config def = parse_yaml_text("[to_tensor]", "the default of data.transforms");
+    train_p = make_pipeline(registry, def);
+  } else {
+    train_p = make_pipeline(registry, data["transforms"]);
+  }
+  const bool eval_written = !data["eval_transforms"].is_null();
+  const Config eval_list = eval_written ? eval_transforms_of(root, data) : Config();
+  if (eval_written) {
+    eval_p = make_pipeline(registry, eval_list);
+  } else {
+    for (std::size_t i = 0; i < train_p.transforms.size(); ++i)
+      if (!train_p.transforms[i]->random()) {
+        eval_p.transforms.push_back(train_p.transforms[i]);
+        eval_p.specs.push_back(train_p.specs[i]);
+      }
+  }
+  const Config train_at = data["transforms"];
+  const Config eval_at = eval_written ? eval_list : data["transforms"];
+  const auto eval_out = run_pipeline(eval_p, eval_sample, seed);
+  if (!eval_out.is_floating_point())
+    eval_at.fail("the evaluation transforms end with " + dtype_name(eval_out.scalar_type()) +
+                 " images; add to_tensor");
+  if (train_sample.defined()) {
+    const auto out = run_pipeline(train_p, train_sample, seed);
+    if (!out.is_floating_point())
+      train_at.fail("the training transforms end with " + dtype_name(out.scalar_type()) + " images; add to_tensor");
+    if (out.sizes() != eval_out.sizes())
+      eval_at.fail("the evaluation transforms" + std::string(eval_written ? "" : " (the non-random ones of data.transforms)") +
+                   " give " + shape_str(eval_out.sizes().vec()) + " images but training gets " +
+                   shape_str(out.sizes().vec()) + (eval_written ? "" : "; write data.eval_transforms"));
+  }
+  plan.train_transforms = train_p.transforms;
+  plan.eval_transforms = eval_p.transforms;
+  for (const auto& spec : eval_p.specs) plan.eval_transform_specs.push_back(spec);
+  plan.sample_shape = eval_out.sizes().vec();
+}
+
+/// Loader options of `data:`.
+void plan_loaders(DataPlan& plan, const Config& data, std::uint64_t seed) {
+  LoaderOptions& o = plan.train_options;
+  o.seed = seed;
+  o.batch_size = data.get<std::int64_t>("batch_size");
+  o.prefetch = data.get<std::int64_t>("prefetch");
+  o.shuffle = data.get<bool>("shuffle");
+  o.drop_last = data.get<bool>("drop_last");
+  const Config workers = data["workers"];
+  if (workers.scalar() == "auto") {
+    o.workers = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::thread::hardware_concurrency()));
+  } else {
+    o.workers = workers.as<std::int64_t>();
+    if (o.workers < 0) workers.fail("must be auto or at least 0, got " + std::to_string(o.workers));
+  }
+  plan.eval_options = o;
+  plan.eval_options.shuffle = false;
+  plan.eval_options.drop_last = false;
+  if (!data["eval_batch_size"].is_null()) plan.eval_options.batch_size = data.get<std::int64_t>("eval_batch_size");
+
+}
+
 }  // namespace
 
-DataPlan build_data(const Recipe& recipe, const Registry& registry) {
+std::vector<Config> eval_transform_specs(const Recipe& recipe, const Registry& registry) {
+  const Config root = recipe.root;
+  if (root["data"].is_null()) return {};
+  const Config data = root["data"].validated(data_schema(), "data");
+  if (!data["eval_transforms"].is_null()) return make_pipeline(registry, eval_transforms_of(root, data)).specs;
+  const Pipeline train = make_pipeline(registry, data["transforms"].is_null()
+                                                     ? parse_yaml_text("[to_tensor]", "the default of data.transforms")
+                                                     : data["transforms"]);
+  std::vector<Config> out;
+  for (std::size_t i = 0; i < train.transforms.size(); ++i)
+    if (!train.transforms[i]->random()) out.push_back(train.specs[i]);
+  return out;
+}
+
+std::vector<std::shared_ptr<Transform>> build_transforms(const Registry& registry, const Config& list) {
+  return make_pipeline(registry, list).transforms;
+}
+
+DataPlan build_data(const Recipe& recipe, const Registry& registry, const std::string& only) {
   const Config root = recipe.root;
   if (root["data"].is_null()) root.fail("the recipe has no data: section");
   const Config data = root["data"].validated(data_schema(), "data");
@@ -200,6 +344,33 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   const auto test_split = data.get<std::string>("test_split");
   const auto available = source->splits();
   auto has_split = [&](const std::string& s) { return std::find(available.begin(), available.end(), s) != available.end(); };
+  // Evaluating one split: open only it (a dataset may have nothing else), unless it is a
+  // hold-out of the training split.
+  if (!only.empty() && only != "train") {
+    const Config val_key = data["val"];
+    std::string split;
+    Config at = data["test_split"];
+    if (only == "test") {
+      split = test_split;
+    } else if (val_key.is_scalar() && val_key.scalar() != "none" && !is_number(val_key.scalar())) {
+      split = val_key.scalar() == "test" ? test_split : val_key.scalar();
+      at = val_key.scalar() == "test" ? data["test_split"] : val_key;
+    }
+    if (split == "none") at.fail("the recipe has no " + only + " split (data.test_split: none)");
+    if (!split.empty()) {
+      auto d = open(split, at);
+      const ClassMap cm = class_map(*d, data, dataset);
+      plan.classes = cm.names;
+      auto& role = only == "test" ? plan.test : plan.val;
+      role = cm.subsetting ? subset(d, select_classes(*d, cm.relabel), cm.names) : d;
+      if (role->size() == 0) at.fail("the " + split + " split has no samples");
+      plan_transforms(plan, registry, root, data, seed, torch::Tensor(), role->get(0).input);
+      plan_loaders(plan, data, seed);
+      plan.description = fmt::format("{}: {} samples ({} {})\nclasses ({}): {}", only, role->size(), dataset, split,
+                                     plan.classes.size(), join(plan.classes));
+      return plan;
+    }
+  }
   auto train = open(train_split, data["train_split"]);
   // The default test split may be absent (an image folder with only training images).
   std::shared_ptr<Dataset> test;
@@ -214,10 +385,8 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   std::shared_ptr<Dataset> val;
   std::string val_source;
   {
-    char* end = nullptr;
-    const double f = std::strtod(val_text.c_str(), &end);
-    const bool numeric = !val_text.empty() && end == val_text.c_str() + val_text.size();
-    if (numeric) {
+    const double f = std::strtod(val_text.c_str(), nullptr);
+    if (is_number(val_text)) {
       if (!(f > 0 && f < 1)) val_key.fail("a fraction of the training split must be between 0 and 1, got " + val_text);
       fraction = f;
     } else if (val_text == "none") {
@@ -232,34 +401,11 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
     }
   }
 
-  // Classes, before any subsetting.
-  auto names = train->classes();
-  std::int64_t num_classes = static_cast<std::int64_t>(names.size());
-  if (num_classes == 0) {
-    for (auto t : train->targets()) num_classes = std::max(num_classes, t + 1);
-    for (std::int64_t c = 0; c < num_classes; ++c) names.push_back(std::to_string(c));
-  }
-
-  // Class subset: every split, relabelled in the order given.
-  const bool subsetting = !data["classes"].is_null();
-  std::vector<std::int64_t> relabel(static_cast<std::size_t>(num_classes));
-  for (std::int64_t c = 0; c < num_classes; ++c) relabel[static_cast<std::size_t>(c)] = c;
-  if (subsetting) {
-    const auto keep = data.get<std::vector<std::int64_t>>("classes");
-    std::fill(relabel.begin(), relabel.end(), -1);
-    std::vector<std::string> kept;
-    for (std::size_t k = 0; k < keep.size(); ++k) {
-      const auto c = keep[k];
-      if (c < 0 || c >= num_classes)
-        data["classes"][k].fail("class " + std::to_string(c) + " is out of range: " + dataset + " has " +
-                                std::to_string(num_classes) + " classes (0.." + std::to_string(num_classes - 1) + ")");
-      if (relabel[static_cast<std::size_t>(c)] >= 0) data["classes"][k].fail("class " + std::to_string(c) + " is listed twice");
-      relabel[static_cast<std::size_t>(c)] = static_cast<std::int64_t>(k);
-      kept.push_back(names[static_cast<std::size_t>(c)]);
-    }
-    names = kept;
-    num_classes = static_cast<std::int64_t>(keep.size());
-  }
+  const ClassMap cm = class_map(*train, data, dataset);
+  const auto& names = cm.names;
+  const std::int64_t num_classes = static_cast<std::int64_t>(names.size());
+  const auto& relabel = cm.relabel;
+  const bool subsetting = cm.subsetting;
   auto restrict = [&](const std::shared_ptr<Dataset>& d) -> std::shared_ptr<Dataset> {
     if (!d || !subsetting) return d;
     return subset(d, select_classes(*d, relabel), names);
@@ -300,62 +446,11 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry) {
   plan.classes = names;
   if (plan.train->size() == 0) data["train_split"].fail("the training split has no samples");
 
-  // Transforms, checked on the first training (and evaluation) sample.
-  Pipeline train_p, eval_p;
-  if (data["transforms"].is_null()) {
-    const Config def = parse_yaml_text("[to_tensor]", "the default of data.transforms");
-    train_p = make_pipeline(registry, def);
-  } else {
-    train_p = make_pipeline(registry, data["transforms"]);
-  }
-  const bool eval_written = !data["eval_transforms"].is_null();
-  if (eval_written) {
-    eval_p = make_pipeline(registry, data["eval_transforms"]);
-  } else {
-    for (std::size_t i = 0; i < train_p.transforms.size(); ++i)
-      if (!train_p.transforms[i]->random()) {
-        eval_p.transforms.push_back(train_p.transforms[i]);
-        eval_p.specs.push_back(train_p.specs[i]);
-      }
-  }
-  const Config train_at = data["transforms"];
-  const Config eval_at = eval_written ? data["eval_transforms"] : data["transforms"];
-  const auto sample = plan.train->get(0).input;
-  const auto out = run_pipeline(train_p, sample, seed);
-  if (!out.is_floating_point())
-    train_at.fail("the training transforms end with " + dtype_name(out.scalar_type()) +
-                  " images; add to_tensor");
   const auto eval_data = plan.val ? plan.val : plan.test ? plan.test : plan.train;
-  const auto eval_out = run_pipeline(eval_p, eval_data->size() ? eval_data->get(0).input : sample, seed);
-  if (!eval_out.is_floating_point())
-    eval_at.fail("the evaluation transforms end with " + dtype_name(eval_out.scalar_type()) +
-                 " images; add to_tensor");
-  if (out.sizes() != eval_out.sizes())
-    eval_at.fail("the evaluation transforms" + std::string(eval_written ? "" : " (the non-random ones of data.transforms)") +
-                 " give " + shape_str(eval_out.sizes().vec()) + " images but training gets " +
-                 shape_str(out.sizes().vec()) + (eval_written ? "" : "; write data.eval_transforms"));
-  plan.train_transforms = train_p.transforms;
-  plan.eval_transforms = eval_p.transforms;
-  plan.sample_shape = out.sizes().vec();
-
-  // Loader options.
-  LoaderOptions& o = plan.train_options;
-  o.seed = seed;
-  o.batch_size = data.get<std::int64_t>("batch_size");
-  o.prefetch = data.get<std::int64_t>("prefetch");
-  o.shuffle = data.get<bool>("shuffle");
-  o.drop_last = data.get<bool>("drop_last");
-  const Config workers = data["workers"];
-  if (workers.scalar() == "auto") {
-    o.workers = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::thread::hardware_concurrency()));
-  } else {
-    o.workers = workers.as<std::int64_t>();
-    if (o.workers < 0) workers.fail("must be auto or at least 0, got " + std::to_string(o.workers));
-  }
-  plan.eval_options = o;
-  plan.eval_options.shuffle = false;
-  plan.eval_options.drop_last = false;
-  if (!data["eval_batch_size"].is_null()) plan.eval_options.batch_size = data.get<std::int64_t>("eval_batch_size");
+  const auto sample = plan.train->get(0).input;
+  plan_transforms(plan, registry, root, data, seed, sample, eval_data->size() ? eval_data->get(0).input : sample);
+  plan_loaders(plan, data, seed);
+  const auto& o = plan.train_options;
 
   // Description.
   std::ostringstream d;

@@ -570,8 +570,9 @@ void write_torch_file(const c10::IValue& value, const std::string& path) {
   }
 }
 
-StateDict load_state_dict(const std::string& path) {
-  const c10::IValue value = read_torch_file(path);
+StateDict load_state_dict(const std::string& path) { return state_dict_in(read_torch_file(path), path); }
+
+StateDict state_dict_in(const c10::IValue& value, const std::string& path) {
   auto tensor_dict = [](const c10::IValue& v, StateDict& out) {
     if (!v.isGenericDict()) return false;
     StateDict sd;

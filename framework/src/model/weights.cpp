@@ -75,6 +75,36 @@ std::optional<std::string> torchvision_file(const std::string& model) {
   return std::nullopt;
 }
 
+std::optional<PretrainedMeta> torchvision_meta(const std::string& model) {
+  if (!torchvision_file(model)) return std::nullopt;
+  PretrainedMeta m;
+  m.model = model;
+  if (model == "inception_v3") m.resize = 342, m.crop = 299;
+  return m;
+}
+
+std::string torchvision_model_of(const std::string& source) {
+  return source.rfind("torchvision:", 0) == 0 ? source.substr(12) : "";
+}
+
+std::string PretrainedMeta::transforms_yaml() const {
+  return fmt::format("[{{name: resize, size: {}, antialias: true}}, {{name: center_crop, size: {}}}, to_tensor, "
+                     "{{name: normalize, mean: [{}], std: [{}]}}]",
+                     resize, crop, fmt::join(mean, ", "), fmt::join(std, ", "));
+}
+
+std::string PretrainedMeta::describe() const {
+  return fmt::format("resize {} / crop {} / bilinear antialias / mean [{}] / std [{}]", resize, crop, fmt::join(mean, ", "),
+                     fmt::join(std, ", "));
+}
+
+const std::vector<std::string>& imagenet_categories() {
+  static const std::vector<std::string> names = {
+#include "imagenet_classes.inc"
+  };
+  return names;
+}
+
 std::vector<std::string> torchvision_models() {
   std::vector<std::string> out;
   for (const auto& e : torchvision_table()) out.push_back(e.first);

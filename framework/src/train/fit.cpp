@@ -14,6 +14,7 @@
 #include "graft/error.h"
 #include "graft/log.h"
 #include "graft/host/check.h"
+#include "graft/host/script.h"
 #include "graft/host/serialize.h"
 #include "graft/host/trainer.h"
 #include "graft/host/weights.h"
@@ -112,7 +113,8 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   LossScaler scaler(st.amp.scaling);
   EpochSums sums;
   auto train_metrics = make_metrics(recipe, registry);
-  RunParts parts{model, trainable, schedule, callbacks, labelled(train_metrics), scaler, ctx, sums};
+  RunParts parts{model,     trainable, schedule, callbacks, labelled(train_metrics), scaler, ctx, sums, s.data.classes,
+                 s.data.sample_shape};
 
   double seconds_before = 0;  // training time of the runs this one resumes
   if (from) {
@@ -182,28 +184,31 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   return result;
 }
 
-PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint, const std::string& split) {
+PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint, const EvalOptions& options) {
   check_recipe(recipe, registry);
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to evaluate needs a data: section");
+  const std::string& split = options.split;
+  if (split != "test" && split != "val" && split != "train")
+    throw Error::usage("--split: expected train, val or test, got '" + split + "'");
   // The checkpoint holds every weight: the recipe's pretrained source is not needed.
   Recipe bare = recipe;
   bare.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "graft eval"));
   Session s(bare, registry);
-  s.build();
+  s.build(split);
   // the same matching as pretrained weights (legacy key forms, BatchNorm counters); any
   // key left over means the checkpoint belongs to another model
   const LoadReport matched = load_weights(s.model(), load_state_dict(checkpoint), /*strict=*/false, checkpoint);
   if (!matched.clean()) throw Error::usage(fmt::format("{}: does not fit the recipe's model: {}", checkpoint, matched.summary()));
   s.start_execution();
-  std::shared_ptr<Dataset> data = s.data.test;
-  std::string name = "test";
-  if (!split.empty() && split != "test") {
-    if (split == "val") data = s.data.val, name = "val";
-    else if (split == "train") data = s.data.train, name = "train";
-    else throw Error::usage("--split: expected train, val or test, got '" + split + "'");
+  const std::shared_ptr<Dataset> data = split == "val" ? s.data.val : split == "train" ? s.data.train : s.data.test;
+  if (!data) throw Error::usage("the recipe has no " + split + " split to evaluate");
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  if (!options.eager && s.settings.devices.main.is_cpu() && s.settings.devices.all.size() <= 1) {
+    auto script = std::make_shared<ScriptModel>(ScriptModel::trace(s.built.module, s.data.sample_shape));
+    script->optimize();
+    forward = [script](const torch::Tensor& x) { return script->forward(x); };
   }
-  if (!data) throw Error::usage("the recipe has no " + name + " split to evaluate");
-  return s.evaluate_pass(data, name, report_metrics(registry));
+  return s.evaluate_pass(data, split, report_metrics(registry), forward);
 }
 
 }  // namespace graft

@@ -25,7 +25,7 @@ std::vector<std::shared_ptr<Metric>> report_metrics(const Registry& registry) {
 
 Session::Session(const Recipe& r, const Registry& reg) : recipe(r), registry(reg), settings(Settings::parse(r)) {}
 
-void Session::build() {
+void Session::build(const std::string& only_split) {
   built = build_model(recipe, registry);
   model().to(settings.devices.main);
   if (settings.channels_last) {
@@ -33,7 +33,7 @@ void Session::build() {
     for (auto& p : model().parameters())
       if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
   }
-  data = build_data(recipe, registry);
+  data = build_data(recipe, registry, only_split);
   const Config l = recipe.root["loss"];
   loss = registry.create<Kind::loss>(l.is_null() ? parse_yaml_text("cross_entropy", "default loss") : l);
   metrics = make_metrics(recipe, registry);
@@ -42,7 +42,8 @@ void Session::build() {
 void Session::start_execution() { execution_ = make_execution(built.module, settings); }
 
 PassResult Session::evaluate_pass(const std::shared_ptr<Dataset>& dataset, const std::string& split,
-                                  const std::vector<std::shared_ptr<Metric>>& extra) {
+                                  const std::vector<std::shared_ptr<Metric>>& extra,
+                                  const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
   PassResult r;
   r.split = split;
   torch::NoGradGuard no_grad;
@@ -56,7 +57,7 @@ PassResult Session::evaluate_pass(const std::shared_ptr<Dataset>& dataset, const
   double loss_sum = 0;
   while (auto batch = loader.next()) {
     const auto x = execution_->to_device(batch->inputs), y = execution_->to_device(batch->targets);
-    const auto out = execution_->forward(x).to(torch::kFloat);
+    const auto out = (forward ? forward(x) : execution_->forward(x)).to(torch::kFloat);
     const auto l = loss->forward(out, y);
     loss_sum += l.item<double>() * static_cast<double>(y.size(0));
     r.samples += y.size(0);

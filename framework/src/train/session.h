@@ -2,6 +2,7 @@
 // metrics, and the execution that runs it; plus one evaluation pass.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,17 +28,20 @@ class Session {
   /// `recipe` is copied: a resumed run drops its pretrained source.
   Session(const Recipe& recipe, const Registry& registry);
 
-  /// Builds the model (on the device), the data, the loss and the metrics.
-  void build();
+  /// Builds the model (on the device), the data, the loss and the metrics. `only_split`:
+  /// open only that split of the data (build_data's `only`).
+  void build(const std::string& only_split = "");
   /// The execution over the model as it is now (call after freezing: replicas copy it).
   void start_execution();
 
   torch::nn::Module& model() { return *built.module.ptr(); }
   Execution& execution() { return *execution_; }
 
-  /// One pass over `dataset` in eval mode: mean loss and every metric.
+  /// One pass over `dataset` in eval mode: mean loss and every metric. `forward` replaces
+  /// the execution's (an optimized TorchScript module of the same model, on the CPU).
   PassResult evaluate_pass(const std::shared_ptr<Dataset>& dataset, const std::string& split,
-                           const std::vector<std::shared_ptr<Metric>>& extra = {});
+                           const std::vector<std::shared_ptr<Metric>>& extra = {},
+                           const std::function<torch::Tensor(const torch::Tensor&)>& forward = nullptr);
 
   Recipe recipe;
   const Registry& registry;

@@ -171,6 +171,17 @@ class Node {
     }
     fail(fmt::format("a plugin state holds {}, not a value graft::State keeps", v_.tagKind()));
   }
+  std::vector<std::string> strings() const {
+    const auto v = value();
+    if (const auto* l = std::get_if<std::vector<std::string>>(&v)) return *l;
+    fail(fmt::format("expected a list of strings, found {}", v_.tagKind()));
+  }
+  std::vector<std::int64_t> integers() const {
+    const auto v = value();
+    if (const auto* l = std::get_if<std::vector<std::int64_t>>(&v)) return *l;
+    if (const auto* l = std::get_if<std::vector<std::string>>(&v); l && l->empty()) return {};
+    fail(fmt::format("expected a list of ints, found {}", v_.tagKind()));
+  }
   const c10::IValue& raw() const { return v_; }
 
  private:
@@ -329,6 +340,8 @@ c10::IValue write_checkpoint(const RunParts& p, const SavePosition& at, const Re
   g.insert("freeze", fr);
   g.insert("recipe", recipe.root.to_yaml());
   g.insert("recipe_file", recipe.file);
+  g.insert("classes", c10::List<std::string>(p.classes));
+  g.insert("sample_shape", c10::List<std::int64_t>(p.sample_shape));
   Dict versions = new_dict();
   versions.insert("graft", std::string(GRAFT_VERSION));
   versions.insert("libtorch", std::string(TORCH_VERSION));
@@ -344,9 +357,17 @@ c10::IValue write_checkpoint(const RunParts& p, const SavePosition& at, const Re
 }
 
 Checkpoint Checkpoint::load(const std::string& path) {
+  return from(path, read_torch_file(path));  // checks every record's CRC-32
+}
+
+bool Checkpoint::is_checkpoint(const c10::IValue& root) {
+  return root.isGenericDict() && root.toGenericDict().contains(std::string("graft"));
+}
+
+Checkpoint Checkpoint::from(const std::string& path, c10::IValue contents) {
   Checkpoint c;
   c.path_ = path;
-  c.root_ = read_torch_file(path);  // checks every record's CRC-32
+  c.root_ = std::move(contents);
   if (!c.root_.isGenericDict()) throw Error::runtime(path + ": not a graft checkpoint (not a dict)");
   const Node root(c.path_, "", c.root_);
   if (!root.has("graft"))
@@ -364,15 +385,23 @@ Checkpoint Checkpoint::load(const std::string& path) {
   c.batch_ = g["position"]["batch"].integer();
   c.step_ = root["step"].integer();
   c.recipe_ = g["recipe"].text();
+  if (g.has("recipe_file")) c.recipe_file_ = g["recipe_file"].text();
+  if (g.has("classes")) c.classes_ = g["classes"].strings();
+  if (g.has("sample_shape")) c.sample_shape_ = g["sample_shape"].integers();
   return c;
+}
+
+StateDict Checkpoint::weights() const {
+  const Node root(path_, "", root_);
+  StateDict weights;
+  for (const auto& [k, n] : root["model_state_dict"].entries()) weights.insert(k, n.tensor());
+  return weights;
 }
 
 double Checkpoint::restore(RunParts& p) const {
   const Node root(path_, "", root_);
   const Node g = root["graft"];
-  StateDict weights;
-  for (const auto& [k, n] : root["model_state_dict"].entries()) weights.insert(k, n.tensor());
-  const LoadReport r = load_weights(p.model, weights, /*strict=*/false, path_);
+  const LoadReport r = load_weights(p.model, weights(), /*strict=*/false, path_);
   if (!r.clean()) throw Error::usage(fmt::format("{}: does not fit the recipe's model: {}", path_, r.summary()));
   load_optimizer_state(p.trainable.optimizer(), p.trainable.param_names(), root["optimizer_state_dict"]);
   if (root.has("scheduler")) {

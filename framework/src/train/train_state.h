@@ -21,6 +21,7 @@
 #include "graft/hooks.h"
 #include "graft/host/check.h"
 #include "graft/host/recipe.h"
+#include "graft/host/serialize.h"
 #include "graft/state.h"
 
 namespace graft::train {
@@ -51,6 +52,8 @@ struct RunParts {
   LossScaler& scaler;
   TrainContext& ctx;
   EpochSums& sums;
+  const std::vector<std::string>& classes;           ///< the data's class names
+  const std::vector<std::int64_t>& sample_shape;     ///< one transformed sample (C, H, W)
 };
 
 /// Where and when a checkpoint is written.
@@ -69,6 +72,10 @@ class Checkpoint {
  public:
   /// Throws graft::Error naming the file and, for a malformed one, the key.
   static Checkpoint load(const std::string& path);
+  /// The same, from the file's contents already read (read_torch_file).
+  static Checkpoint from(const std::string& path, c10::IValue root);
+  /// Whether a file's contents are a graft checkpoint (not a plain state dict).
+  static bool is_checkpoint(const c10::IValue& root);
 
   const std::string& path() const { return path_; }
   std::int64_t format() const { return format_; }
@@ -77,6 +84,12 @@ class Checkpoint {
   std::int64_t batch() const { return batch_; }  ///< batches of the next epoch done
   std::int64_t step() const { return step_; }
   const std::string& recipe_yaml() const { return recipe_; }
+  const std::string& recipe_file() const { return recipe_file_; }
+  /// The data's class names and one sample's shape (empty in checkpoints before 0.9).
+  const std::vector<std::string>& classes() const { return classes_; }
+  const std::vector<std::int64_t>& sample_shape() const { return sample_shape_; }
+  /// The model's weights.
+  StateDict weights() const;
 
   /// Restores every part: weights, optimizer state (by parameter name), schedule, hooks,
   /// checkpoint strategies, metrics, loss scaler, sums, ctx.step and ctx.metrics. Returns
@@ -93,7 +106,9 @@ class Checkpoint {
   c10::IValue root_;
   std::int64_t format_ = 0, epoch_ = 0, batch_ = 0, step_ = 0;
   bool exact_ = true;
-  std::string recipe_;
+  std::string recipe_, recipe_file_;
+  std::vector<std::string> classes_;
+  std::vector<std::int64_t> sample_shape_;
 };
 
 /// The newest checkpoint that loads and is exact; those passed over are logged with why.

@@ -31,6 +31,8 @@ using StateDict = torch::OrderedDict<std::string, torch::Tensor>;
 /// The state dict in a file: its top-level dict of tensors, or the dict of tensors found
 /// under 'state_dict', 'model_state_dict' or 'model' of a checkpoint dict.
 StateDict load_state_dict(const std::string& path);
+/// The same, from a value read_torch_file() gave; `path` names it in errors.
+StateDict state_dict_in(const c10::IValue& value, const std::string& path);
 void save_state_dict(const StateDict& state, const std::string& path);
 
 /// A module's parameters and buffers in Python's state_dict() order (module by module:

@@ -46,10 +46,17 @@ struct FitResult {
 
 FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options);
 
+struct EvalOptions {
+  std::string split = "test";  ///< train, val or test
+  /// false: on the CPU, run the model traced, frozen and optimized for inference
+  /// (conv-BatchNorm folding, oneDNN), as graft predict does; true: the model as trained.
+  bool eager = false;
+};
+
 /// Builds the recipe's model without its pretrained weights, loads `checkpoint` (a graft
-/// checkpoint or a plain state dict) strictly, and evaluates it on `split` (default: the
-/// recipe's test split).
+/// checkpoint or a plain state dict) strictly, and evaluates it on one split, opening only
+/// that split of the data.
 PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::string& checkpoint,
-                    const std::string& split = "");
+                    const EvalOptions& options = {});
 
 }  // namespace graft

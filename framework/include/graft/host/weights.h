@@ -24,6 +24,25 @@ std::string torch_hub_dir();
 std::optional<std::string> torchvision_file(const std::string& model);
 std::vector<std::string> torchvision_models();
 
+/// What torchvision publishes with a model's ImageNet weights (IMAGENET1K_V1): the
+/// evaluation preprocessing (resize the shorter side, bilinear with antialiasing, center
+/// crop, ImageNet mean and std) and the 1000 category names.
+struct PretrainedMeta {
+  std::string model;
+  std::int64_t resize = 256, crop = 224;
+  std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};
+  /// The preprocessing as graft's evaluation transforms (a YAML list).
+  std::string transforms_yaml() const;
+  /// "resize 256 / crop 224 / bilinear antialias / mean [...] / std [...]"
+  std::string describe() const;
+};
+/// The metadata of `torchvision:NAME` weights; nullopt for a model torchvision does not publish.
+std::optional<PretrainedMeta> torchvision_meta(const std::string& model);
+/// The torchvision model named by a weights source ("torchvision:resnet18" -> "resnet18"), or "".
+std::string torchvision_model_of(const std::string& source);
+/// ImageNet-1k's category names, position = class index, as torchvision's weights' meta.
+const std::vector<std::string>& imagenet_categories();
+
 /// The sha256 prefix in a published file name ("resnet18-f37072fd.pth" -> "f37072fd"), as
 /// torch.hub's HASH_REGEX finds it; "" when the name has none.
 std::string hash_prefix_of(const std::string& file_name);
