@@ -196,6 +196,11 @@ int cmd_check(const RecipeArgs& args) {
   }
   std::map<std::string, std::int64_t> origins;
   for (const auto& p : model.named_parameters()) origins[built.origin[p.key()]] += 1;
+  // what torchvision publishes with the weights: preprocessing and class names
+  const Config w = l->recipe.root["model"]["weights"];
+  const Config from = w.is_map() ? w["from"] : w;
+  const auto tv = from.is_scalar() ? torchvision_model_of(from.scalar()) : "";
+  const auto meta = tv.empty() ? std::nullopt : torchvision_meta(tv);
   const ParamCount count = count_parameters(model);
 
   if (args.json) {
@@ -209,6 +214,10 @@ int cmd_check(const RecipeArgs& args) {
                 {"seed", plan.seed},
                 {"plugins", plugins},
                 {"weights", report_json(built.weights)},
+                {"pretrained", meta ? json{{"model", tv}, {"resize", meta->resize}, {"crop", meta->crop},
+                                           {"mean", meta->mean}, {"std", meta->std},
+                                           {"classes", imagenet_categories().size()}}
+                                    : json(nullptr)},
                 {"changes", built.changes},
                 {"origins", origins},
                 {"frozen", frozen.frozen},
@@ -224,6 +233,9 @@ int cmd_check(const RecipeArgs& args) {
   for (const auto& u : plan.plugins)
     std::cout << fmt::format("{:<11} {:<16} {:<20} [{}]\n", kind_name(u.kind), u.name, u.path, file_name(u.library));
   if (built.weights) std::cout << built.weights->table();
+  if (meta)
+    std::cout << fmt::format("pretrained  torchvision:{}: {}; {} ImageNet classes (eval_transforms: pretrained)\n", tv,
+                             meta->describe(), imagenet_categories().size());
   for (const auto& change : built.changes) std::cout << "change      " << change << "\n";
   std::string origin_text;
   for (const auto& [origin, n] : origins) origin_text += fmt::format("{}{} {}", origin_text.empty() ? "" : ", ", n, origin);

@@ -352,6 +352,8 @@ DataPlan build_data(const Recipe& recipe, const Registry& registry, const std::s
     Config at = data["test_split"];
     if (only == "test") {
       split = test_split;
+    } else if (val_key.is_scalar() && val_key.scalar() == "none") {
+      val_key.fail("the recipe has no val split (data.val: none)");
     } else if (val_key.is_scalar() && val_key.scalar() != "none" && !is_number(val_key.scalar())) {
       split = val_key.scalar() == "test" ? test_split : val_key.scalar();
       at = val_key.scalar() == "test" ? data["test_split"] : val_key;
