@@ -59,6 +59,7 @@ GOALS = {  # row id -> minimum of the row's ratio (or of graft's value, for "val
     "train/cnn/b16": ("ratio", 1.2), "train/resnet18/b16": ("ratio", 1.2),
     "loader/efficiency": ("value", 95.0),
     "ckpt/save": ("ratio", 1.0), "ckpt/load": ("ratio", 3.0),
+    "infer/cnn/optimized": ("ratio", 1.5), "infer/resnet18/optimized": ("ratio", 1.5),
 }
 
 
@@ -334,6 +335,28 @@ class Bench:
         self.add("ckpt/crc", "  of which the CRC-32 check alone", "MB/s", "higher", gc, [],
                  note="the same bytes and threads as the load; " + crc_share)
 
+    def infer_rows(self):
+        """Evaluation throughput (issue 16): graft eager and optimized against Python eager."""
+        for model, batch, label in (("cnn", 500, "small CNN batch 500"), ("resnet18", 32, "ResNet-18 224x224 batch 32")):
+            warmup, iters = (1, 1) if self.a.smoke else ((2, 10) if model == "cnn" else (2, 8))
+            eager, fast, py = [], [], []
+            for r in range(self.a.repeats):
+                got = self.attempt("graft-bench infer " + model, lambda: run(
+                    [self.tool, "infer", "--model", model, "--batch", str(batch), "--warmup", str(warmup),
+                     "--iters", str(iters), "--threads", str(self.a.threads)]))
+                if got:
+                    j = last_json(got[2])
+                    eager.append(j["eager_img_per_s"])
+                    fast.append(j["optimized_img_per_s"])
+                got = self.attempt("python infer " + model, lambda: self.py(
+                    ["infer", "--model", model, "--batch", str(batch), "--warmup", str(warmup), "--iters", str(iters)]))
+                if got:
+                    py.append(last_json(got[2])["img_per_s"])
+            self.add("infer/%s/optimized" % model, "eval %s, optimized" % label, "img/s", "higher", fast, py,
+                     note="graft: traced, frozen, optimize_for_inference (graft eval/predict); python: eval + no_grad")
+            self.add("infer/%s/eager" % model, "eval %s, eager" % label, "img/s", "higher", eager, py,
+                     note="graft: the module as trained, no_grad (--eager)")
+
     def startup_rows(self):
         scan, cli, imp = [], [], []
         libs = None
@@ -473,7 +496,7 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of both sides (default 2)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the measured steps (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few steps of everything, 1 repeat: checks that it works")
-    p.add_argument("--only", default="train,loader,ckpt,startup", help="row groups to run")
+    p.add_argument("--only", default="train,loader,ckpt,infer,startup", help="row groups to run")
     p.add_argument("--models", default="cnn,resnet18")
     p.add_argument("--batches", default="128,16", help="training batch sizes")
     p.add_argument("--ckpt-arch", default="resnet50", help="the checkpoint rows' model (default resnet50)")
@@ -508,7 +531,7 @@ def main():
     load_before = os.getloadavg()
     machine = b.machine()
     try:
-        for g in ("train", "loader", "ckpt", "startup"):
+        for g in ("train", "loader", "ckpt", "infer", "startup"):
             if g in groups:
                 getattr(b, g + "_rows")()
     finally:

@@ -12,6 +12,10 @@
 //   graft-bench ckpt --backbone resnet50 --dir D --repeats K
 //       save_state_dict / load_state_dict of the backbone's state dict, and the CRC-32
 //       check that the load does, alone
+//   graft-bench infer --model cnn|resnet18 --batch N --warmup W --iters M --threads T
+//       evaluation throughput of the model eager (no_grad, eval mode) and as graft eval and
+//       predict run it (traced, frozen, optimized for inference); the small CNN at 1x28x28,
+//       torchvision's ResNet-18 at 3x224x224, random inputs
 //   graft-bench plugins
 //       Registry::scan of the built-in plugin directory (and GRAFT_PLUGIN_PATH)
 #include <sys/resource.h>
@@ -43,6 +47,7 @@
 #include "graft/host/serialize.h"
 #include "graft/host/trainer.h"
 #include "graft/host/runtime.h"
+#include "graft/host/script.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -259,6 +264,37 @@ json cmd_ckpt(const Args& a) {
   return out;
 }
 
+json cmd_infer(const Args& a) {
+  graft::configure_cpu(static_cast<int>(a.num("threads", 2)));
+  graft::Registry registry;
+  registry.scan(graft::Registry::default_search_path());
+  const bool cnn = a.get("model", "cnn") == "cnn";
+  const std::vector<std::int64_t> sample = cnn ? std::vector<std::int64_t>{1, 28, 28} : std::vector<std::int64_t>{3, 224, 224};
+  graft::Recipe recipe;
+  recipe.file = "graft-bench";
+  recipe.root = yaml(cnn ? "model: {backbone: {name: simple_cnn, in_channels: 1, num_classes: 10, dropout: 0.3}}"
+                         : "model: {backbone: resnet18}");
+  torch::manual_seed(0);
+  graft::BuiltModel built = graft::build_model(recipe, registry);
+  built.module.ptr()->eval();
+  const auto batch = a.num("batch", 500), warmup = a.num("warmup", 2), iters = a.num("iters", 10);
+  std::vector<std::int64_t> shape{batch};
+  shape.insert(shape.end(), sample.begin(), sample.end());
+  const auto x = torch::randn(shape);
+  auto measure = [&](const std::function<torch::Tensor(const torch::Tensor&)>& f) {
+    torch::NoGradGuard no_grad;
+    for (std::int64_t k = 0; k < warmup; ++k) f(x);
+    const auto t = Clock::now();
+    for (std::int64_t k = 0; k < iters; ++k) f(x);
+    return static_cast<double>(batch * iters) / since(t);
+  };
+  const double eager = measure([&](const torch::Tensor& in) { return built.module.forward(in); });
+  auto script = graft::ScriptModel::trace(built.module, sample);
+  script.optimize();
+  const double optimized = measure([&](const torch::Tensor& in) { return script.forward(in); });
+  return {{"eager_img_per_s", eager}, {"optimized_img_per_s", optimized}};
+}
+
 json cmd_plugins(const Args&) {
   const auto t = Clock::now();
   graft::Registry registry;
@@ -280,7 +316,8 @@ int main(int argc, char** argv) {
     else if (a.command == "loader") out = cmd_loader(a);
     else if (a.command == "ckpt") out = cmd_ckpt(a);
     else if (a.command == "plugins") out = cmd_plugins(a);
-    else throw graft::Error::usage("unknown command '" + a.command + "': train, loader, ckpt or plugins");
+    else if (a.command == "infer") out = cmd_infer(a);
+    else throw graft::Error::usage("unknown command '" + a.command + "': train, loader, ckpt, infer or plugins");
     std::cout << out.dump() << std::endl;
     return 0;
   } catch (const graft::Error& e) {

@@ -200,6 +200,26 @@ def cmd_ckpt(a):
                       "tensors": len(state)}))
 
 
+def cmd_infer(a):
+    """Evaluation throughput: model.eval(), torch.no_grad(), one batch of random inputs."""
+    import torchvision
+    torch.manual_seed(0)
+    if a.model == "cnn":
+        model, shape = simple_cnn(), (1, 28, 28)
+    else:
+        model, shape = torchvision.models.resnet18(), (3, 224, 224)
+    model.eval()
+    x = torch.randn((a.batch,) + shape)
+    with torch.no_grad():
+        for _ in range(a.warmup):
+            model(x)
+        t = time.perf_counter()
+        for _ in range(a.iters):
+            model(x)
+        seconds = time.perf_counter() - t
+    print(json.dumps({"img_per_s": a.batch * a.iters / seconds}))
+
+
 def cmd_run(a):
     images, labels = fashion_mnist(a.root)
     torch.manual_seed(0)
@@ -243,6 +263,11 @@ def main():
     c.add_argument("--arch", default="resnet50")
     c.add_argument("--dir", required=True)
     c.add_argument("--repeats", type=int, default=3)
+    i = sub.add_parser("infer")
+    i.add_argument("--model", default="cnn")
+    i.add_argument("--batch", type=int, default=500)
+    i.add_argument("--warmup", type=int, default=2)
+    i.add_argument("--iters", type=int, default=10)
     r = sub.add_parser("run")
     r.add_argument("--model", default="cnn")
     r.add_argument("--batch", type=int, default=128)
@@ -251,7 +276,7 @@ def main():
     r.add_argument("--save", required=True)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    {"train": cmd_train, "loader": cmd_loader, "ckpt": cmd_ckpt, "run": cmd_run}[a.cmd](a)
+    {"train": cmd_train, "loader": cmd_loader, "ckpt": cmd_ckpt, "infer": cmd_infer, "run": cmd_run}[a.cmd](a)
 
 
 if __name__ == "__main__":
