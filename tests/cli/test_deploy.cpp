@@ -167,6 +167,22 @@ BOOST_AUTO_TEST_CASE(torchvision_weights_carry_their_preprocessing_and_imagenet_
   BOOST_TEST(oracle["graft_json"]["preprocessing"]["resize"] == 256);
   BOOST_TEST(oracle["graft_json"]["preprocessing"]["crop"] == 224);
 
+  // a recipe evaluates with torchvision's preprocessing: eval_transforms: pretrained
+  fs::create_directories(w.dir / "photos/test/thing");
+  fs::copy_file(path("photo.jpg"), w.dir / "photos/test/thing/photo.jpg", fs::copy_options::overwrite_existing);
+  const auto with_data = w.dir / "imagenet_data.yaml";
+  std::ofstream(with_data) << "base: imagenet.yaml\ndata:\n  dataset: {name: image_folder, root: " << path("photos")
+                           << ", mode: rgb}\n  transforms: [to_tensor]\n  eval_transforms: pretrained\n";
+  const auto e = run(env + kGraft + " eval " + with_data.string() + " --checkpoint " + weights + " --split test --json");
+  BOOST_TEST_REQUIRE(e.code == 0, e.err);
+  BOOST_TEST(json::parse(e.out)["samples"] == 1);
+  const auto model2 = (w.dir / "resnet18_data.pt").string();
+  const auto ex2 = run(env + kGraft + " export " + weights + " " + model2 + " --format torchscript --recipe " + with_data.string());
+  BOOST_TEST_REQUIRE(ex2.code == 0, ex2.err);
+  const auto r2 = run(kGraft + " predict " + model2 + " " + path("photo.jpg") + " --json");
+  BOOST_TEST_REQUIRE(r2.code == 0, r2.err);
+  BOOST_TEST(json::parse(r2.out)[0]["top"][0]["index"] == oracle["top5"][0]);
+
   // graft predict with the .pt alone decodes, resizes, crops and normalizes as torchvision
   const auto r = run(kGraft + " predict " + model + " " + path("photo.jpg") + " --json --eager");
   BOOST_TEST_REQUIRE(r.code == 0, r.err);

@@ -307,6 +307,16 @@ void plan_loaders(DataPlan& plan, const Config& data, std::uint64_t seed) {
 
 }  // namespace
 
+Config expand_pretrained_transforms(const Config& root) {
+  const Config data = root["data"];
+  if (!data.is_map() || !data["eval_transforms"].is_scalar()) return root;
+  const Config list = eval_transforms_of(root, data);
+  std::string text = "data:\n  eval_transforms:\n";
+  std::istringstream lines(list.to_yaml());
+  for (std::string line; std::getline(lines, line);) text += "    " + line + "\n";
+  return merge(root, parse_yaml_text(text, list.where().file));
+}
+
 std::vector<Config> eval_transform_specs(const Recipe& recipe, const Registry& registry) {
   const Config root = recipe.root;
   if (root["data"].is_null()) return {};

@@ -1,5 +1,6 @@
 #include "graft/host/build.h"
 #include "graft/host/check.h"
+#include "graft/host/weights.h"
 
 #include "graft/host/data_plan.h"
 #include "graft/model.h"
@@ -63,7 +64,15 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry) {
     for (const char* key : {"transforms", "eval_transforms"}) {
       const Config list = data[key];
       if (list.is_null()) continue;
-      if (!list.is_list()) list.fail("expected a list of transform plugins");
+      if (std::string(key) == "eval_transforms" && list.is_scalar() && list.scalar() == "pretrained") {
+        // torchvision's preprocessing for model.weights: checked where the data is opened
+        const Config w = root["model"]["weights"];
+        const Config from = w.is_map() ? w["from"] : w;
+        if (!from.is_scalar() || !torchvision_meta(torchvision_model_of(from.scalar())))
+          list.fail("pretrained: the evaluation preprocessing of torchvision's weights needs model.weights: torchvision:NAME");
+        continue;
+      }
+      if (!list.is_list()) list.fail("expected a list of transform plugins, or pretrained (eval_transforms)");
       for (const auto& t : list.items()) plan.plugins.push_back(resolve(registry, Kind::transform, t));
     }
   }

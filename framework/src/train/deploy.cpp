@@ -92,6 +92,7 @@ TrainedModel load_trained(const std::string& path, const Recipe* given, Registry
     throw Error::usage(path + ": a plain state dict holds no recipe; give the recipe it was trained with (--recipe FILE)");
   }
   // the checkpoint holds every weight: the recipe's pretrained source is not needed
+  m.recipe.root = expand_pretrained_transforms(m.recipe.root);
   Recipe bare = m.recipe;
   bare.root = merge(m.recipe.root, parse_yaml_text("model: {weights: ~}", "graft (weights from " + path + ")"));
   m.built = build_model(bare, registry);
@@ -128,12 +129,23 @@ TrainedModel load_trained(const std::string& path, const Recipe* given, Registry
   } else {
     info.input_shape = meta ? std::vector<std::int64_t>{3, meta->crop, meta->crop} : m.built.input_shape;
   }
-  // a torchvision head left as published keeps ImageNet's names
-  if (info.classes.empty() && meta) {
+  // names for every output: the data's, or ImageNet's for a torchvision head left as published
+  std::int64_t outputs = 0;
+  {
     torch::NoGradGuard no_grad;
     std::vector<std::int64_t> shape{1};
     shape.insert(shape.end(), info.input_shape.begin(), info.input_shape.end());
-    if (m.built.module.forward(torch::zeros(shape)).size(-1) == 1000) info.classes = imagenet_categories();
+    outputs = m.built.module.forward(torch::zeros(shape)).size(-1);
+  }
+  if (static_cast<std::int64_t>(info.classes.size()) != outputs) {
+    if (meta && outputs == static_cast<std::int64_t>(imagenet_categories().size())) {
+      info.classes = imagenet_categories();
+    } else {
+      if (!info.classes.empty())
+        log::warn("{}: {} class names for a model with {} outputs: classes are named by their index", path,
+                  info.classes.size(), outputs);
+      info.classes.clear();
+    }
   }
   return m;
 }

@@ -192,7 +192,7 @@ PassResult evaluate(const Recipe& recipe, const Registry& registry, const std::s
     throw Error::usage("--split: expected train, val or test, got '" + split + "'");
   // The checkpoint holds every weight: the recipe's pretrained source is not needed.
   Recipe bare = recipe;
-  bare.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "graft eval"));
+  bare.root = merge(expand_pretrained_transforms(recipe.root), parse_yaml_text("model: {weights: ~}", "graft eval"));
   Session s(bare, registry);
   s.build(split);
   // the same matching as pretrained weights (legacy key forms, BatchNorm counters); any

@@ -31,6 +31,9 @@ const Schema& data_schema();
 /// `only` = "test" or "val": open just that split (evaluation on a dataset that may have
 /// no other; a val hold-out of the training split still opens train); "": all of them.
 DataPlan build_data(const Recipe& recipe, const Registry& registry, const std::string& only = "");
+/// The recipe tree with `data.eval_transforms: pretrained` written out as the transforms it
+/// stands for (before model.weights is dropped for a checkpoint's weights).
+Config expand_pretrained_transforms(const Config& root);
 /// The entries of the evaluation transforms `data:` describes (eval_transforms with
 /// `pretrained` expanded, or the non-random ones of transforms), without opening any data;
 /// empty without a data: section.
