@@ -28,6 +28,7 @@ const std::vector<std::string> expected_rows = {
     "train/cnn/b16",  "rss/cnn/b16",
     "loader/alone",   "loader/preloaded", "loader/train",     "loader/efficiency",
     "ckpt/save",      "ckpt/save_fsync",  "ckpt/load",        "ckpt/crc",
+    "infer/cnn/optimized", "infer/cnn/eager", "infer/resnet18/optimized", "infer/resnet18/eager",
     "startup/plugin_scan", "startup/cli", "startup/fresh",    "startup/resume"};
 
 void positive_values(const json& side, const std::string& what) {

@@ -264,14 +264,17 @@ void plan_transforms(DataPlan& plan, const Registry& registry, const Config& roo
   }
   const Config train_at = data["transforms"];
   const Config eval_at = eval_written ? eval_list : data["transforms"];
+  torch::Tensor out;
+  if (train_sample.defined()) {  // training first: its error is the one to fix first
+    out = run_pipeline(train_p, train_sample, seed);
+    if (!out.is_floating_point())
+      train_at.fail("the training transforms end with " + dtype_name(out.scalar_type()) + " images; add to_tensor");
+  }
   const auto eval_out = run_pipeline(eval_p, eval_sample, seed);
   if (!eval_out.is_floating_point())
     eval_at.fail("the evaluation transforms end with " + dtype_name(eval_out.scalar_type()) +
                  " images; add to_tensor");
   if (train_sample.defined()) {
-    const auto out = run_pipeline(train_p, train_sample, seed);
-    if (!out.is_floating_point())
-      train_at.fail("the training transforms end with " + dtype_name(out.scalar_type()) + " images; add to_tensor");
     if (out.sizes() != eval_out.sizes())
       eval_at.fail("the evaluation transforms" + std::string(eval_written ? "" : " (the non-random ones of data.transforms)") +
                    " give " + shape_str(eval_out.sizes().vec()) + " images but training gets " +
