@@ -210,3 +210,20 @@ BOOST_AUTO_TEST_CASE(export_errors_are_one_line_with_exit_code_2) {
   BOOST_TEST(r.code == 2);
   BOOST_TEST(contains(r.err, "not a TorchScript file"), r.err);
 }
+
+BOOST_AUTO_TEST_CASE(the_readme_cpp_program_loads_the_export_without_graft) {
+  auto& w = world();
+  // the program as README.md's Deploy section prints it
+  const std::string readme = graft::test::slurp(std::string(GRAFT_SOURCE_DIR) + "/README.md");
+  const auto from = readme.find("#include <torch/script.h>", readme.find("In C++ (LibTorch only"));
+  BOOST_TEST_REQUIRE(from != std::string::npos);
+  const auto to = readme.find("\n```", from);
+  std::ofstream(w.dir / "main.cpp") << readme.substr(from, to - from) << "\n";  // it loads cnn.pt: w.model
+  const auto built = run(std::string(GRAFT_CXX) + " -std=c++17 -O0 " + (w.dir / "main.cpp").string() + " -o " +
+                         (w.dir / "demo").string() + " " + GRAFT_TORCH_FLAGS);
+  BOOST_TEST_REQUIRE(built.code == 0, built.err);
+  const auto r = run("cd " + w.dir.string() + " && ./demo");
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  BOOST_TEST(contains(r.out, "\"classes\""));  // graft.json printed
+  BOOST_TEST(contains(r.out, "[ CPULongType{8} ]"), r.out);
+}
