@@ -218,9 +218,22 @@ torch::Tensor Predictor::prepare(const Dataset& files, std::int64_t index, const
 }
 
 std::vector<Prediction> Predictor::run(const std::vector<std::string>& files, const PredictOptions& o) const {
-  json spec = {{"name", "image_files"}, {"files", files}, {"mode", info_.color_mode}};
-  const auto source = registry_.create<Kind::dataset>(parse_yaml_text(spec.dump(), "graft predict"));
-  const auto data = source->open("files");
+  // The files that exist are decoded through the image_files dataset plugin; the others are
+  // reported in their place.
+  std::vector<std::string> present;
+  std::vector<std::int64_t> at_index(files.size(), -1);
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    std::error_code ec;
+    if (!fs::is_regular_file(files[i], ec)) continue;
+    at_index[i] = static_cast<std::int64_t>(present.size());
+    present.push_back(files[i]);
+  }
+  std::shared_ptr<Dataset> data;
+  if (!present.empty()) {
+    const json spec = {{"name", "image_files"}, {"files", present}, {"mode", info_.color_mode}};
+    const auto source = registry_.create<Kind::dataset>(parse_yaml_text(spec.dump(), "graft predict"));
+    data = source->open(source->splits().at(0));
+  }
   const auto n = static_cast<std::int64_t>(files.size());
   std::vector<Prediction> out(files.size());
   for (std::int64_t start = 0; start < n; start += o.batch_size) {
@@ -231,7 +244,9 @@ std::vector<Prediction> Predictor::run(const std::vector<std::string>& files, co
         auto& p = out[static_cast<std::size_t>(i)];
         p.file = files[static_cast<std::size_t>(i)];
         try {
-          inputs[static_cast<std::size_t>(i - start)] = prepare(*data, i, p.file);
+          const auto k = at_index[static_cast<std::size_t>(i)];
+          if (k < 0) throw Error::usage(p.file + ": no such file");
+          inputs[static_cast<std::size_t>(i - start)] = prepare(*data, k, p.file);
         } catch (const std::exception& e) {
           p.error = e.what();
         }
