@@ -326,6 +326,32 @@ BOOST_AUTO_TEST_CASE(max_steps_and_hook_requests_stop_the_run) {
   fs::remove_all(dir);
 }
 
+BOOST_AUTO_TEST_CASE(on_fit_start_of_a_resume_sees_where_the_run_goes_on) {
+  // stopped after step 13: epoch 1 (0-based), batch 3 of 10; the resume's on_fit_start sees
+  // that position, ctx.resuming, and the restored step (graft/hooks.h)
+  const auto dir = graft::test::temp_dir("resuming");
+  const auto calls = dir / "calls.txt";
+  const auto a = fit("hooks: [{name: record, file: " + calls.string() + ", stop_at_step: 13}]\n");
+  BOOST_TEST_REQUIRE(a.result.steps == 13);
+  const auto recipe = graft::load_recipe(a.recipe_file, {"hooks=[{name: record, file: " + calls.string() + "}]"});
+  graft::TrainOptions options;
+  options.run_dir = (a.dir / "run").string();
+  options.progress = false;
+  options.resume = "auto";
+  const auto resumed = graft::fit(recipe, registry(), options);
+  BOOST_TEST(resumed.steps == 30);
+  std::vector<std::string> starts;
+  for (const auto& l : lines_of(calls))
+    if (l.rfind("fit_start", 0) == 0) starts.push_back(l);
+  BOOST_TEST_REQUIRE(starts.size() == 2u);
+  BOOST_TEST(starts[0].find("fit_start 0 0 0 ") == 0u, starts[0]);
+  BOOST_TEST(!contains(starts[0], "resuming"));
+  BOOST_TEST(starts[1].find("fit_start 1 13 3 ") == 0u, starts[1]);
+  BOOST_TEST(contains(starts[1], " resuming"), starts[1]);
+  fs::remove_all(a.dir);
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(early_stopping_ends_a_run_that_stopped_improving) {
   // lr 0: the validation loss never improves after the first epoch
   const auto r = fit("hooks: [{name: early_stopping, monitor: val/loss, patience: 1}]\n",

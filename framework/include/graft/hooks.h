@@ -34,6 +34,8 @@ struct TrainContext {
   std::int64_t batches_per_epoch = 0;
   std::int64_t max_epochs = 0;
   std::int64_t max_steps = 0;  ///< 0: no limit
+  /// True from on_fit_start on when the run goes on from a checkpoint (graft train --resume).
+  bool resuming = false;
 
   torch::nn::Module* model = nullptr;              ///< the model being trained (on its device)
   Optimizer* optimizer = nullptr;                  ///< per-group lr and momentum (graft/optim.h)
@@ -64,8 +66,38 @@ struct TrainContext {
 };
 
 /// Every stage a no-op: a hook overrides the ones it needs. Its state, if any, goes into
-/// checkpoints through save_state() / load_state() (Stateful); load_state() is called on
-/// resume before on_fit_start().
+/// checkpoints through save_state() / load_state() (Stateful).
+///
+/// The order of the calls in a run (the trainer's units: train_loop.cpp, optimizer_step.cpp):
+///
+///   on_fit_start           once. On a resume every state is restored before it: weights,
+///                          optimizer, scheduler, each hook's load_state(), the metrics'
+///                          sums, ctx.step, ctx.metrics, and ctx.epoch / ctx.batch are where
+///                          the run goes on (ctx.resuming is true); the RNG is restored after.
+///   per epoch:
+///     gradual unfreezing for the epoch (freeze schedules), then
+///     on_epoch_start       not when a resume goes on in the middle of this epoch
+///     per batch:
+///       on_batch_start     ctx.inputs, ctx.targets on the device
+///       on_after_forward   ctx.output, ctx.loss, ctx.loss_value; training metrics updated after
+///       on_after_backward  every batch, accumulation micro-batches included
+///       when a step is due (every trainer.accumulate batches): unscale (fp16), clip, then
+///       on_before_optimizer_step   skipped with the step on an fp16 overflow
+///       on_after_optimizer_step    ctx.step already counts this step; a per-step scheduler
+///                                  (interval: step) advances after it
+///       on_batch_end       ctx.metrics["train/loss"] (the epoch's running mean) and "lr";
+///                          then the checkpoint strategies may save (at the end of a step)
+///     validation, every trainer.val_every epochs:
+///       on_validation_start, the pass, on_validation_end   ("val/..." metrics known)
+///     on_epoch_end         metrics complete, BEFORE a per-epoch scheduler steps (ctx's "lr"
+///                          is still this epoch's); then the epoch's checkpoint is saved
+///   the test pass, then
+///   on_fit_end             not when the run was interrupted (a signal) or failed
+///   on_exception           instead, when the run fails: every hook sees the error, then a
+///                          checkpoint of the failing run is attempted and the error rethrown
+///
+/// A stop requested in any call ends the run after the current step; strategies save as at
+/// an epoch's or a step's end.
 class Hook : public Stateful {
  public:
   virtual void on_fit_start(TrainContext&) {}

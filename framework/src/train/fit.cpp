@@ -127,6 +127,10 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     schedule.apply(trainable.optimizer(), trainable.groups());
     log::info("resumed from {}: epoch {}, batch {}/{}, step {}", from->path(), from->epoch() + 1, from->batch(), batches,
               from->step());
+    // where the run goes on, as hooks see it in on_fit_start (graft/hooks.h)
+    ctx.resuming = true;
+    ctx.epoch = from->epoch();
+    ctx.batch = from->batch();
   }
 
   StepLogger logger(out, st.log_every, planned_epochs, seconds_before, started);
