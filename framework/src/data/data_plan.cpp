@@ -225,8 +225,6 @@ std::string class_count_line(const Dataset& d, std::int64_t num_classes) {
   return *lo == *hi ? std::to_string(*lo) + " per class" : std::to_string(*lo) + ".." + std::to_string(*hi) + " per class";
 }
 
-/// The training and evaluation transforms of `data:`, each checked on one real sample:
-/// `train_sample` (undefined when only evaluating) and `eval_sample`.
 /// `data.eval_transforms`: the recipe's list; for `pretrained`, the evaluation
 /// preprocessing torchvision publishes with the weights of `model.weights`.
 Config eval_transforms_of(const Config& root, const Config& data) {
@@ -242,6 +240,8 @@ Config eval_transforms_of(const Config& root, const Config& data) {
                                                        model + ")");
 }
 
+/// The training and evaluation transforms of `data:`, each checked on one real sample:
+/// `train_sample` (undefined when only evaluating) and `eval_sample`.
 void plan_transforms(DataPlan& plan, const Registry& registry, const Config& root, const Config& data, std::uint64_t seed,
                      const torch::Tensor& train_sample, const torch::Tensor& eval_sample) {
   Pipeline train_p, eval_p;
@@ -305,7 +305,6 @@ void plan_loaders(DataPlan& plan, const Config& data, std::uint64_t seed) {
   plan.eval_options.shuffle = false;
   plan.eval_options.drop_last = false;
   if (!data["eval_batch_size"].is_null()) plan.eval_options.batch_size = data.get<std::int64_t>("eval_batch_size");
-
 }
 
 }  // namespace
