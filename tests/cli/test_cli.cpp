@@ -230,6 +230,17 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2) {
   BOOST_TEST(run(graft_bin + " check").code == 2);
   BOOST_TEST(run(graft_bin + " --log-level loud plugins").code == 2);
   BOOST_TEST(run(graft_bin + " --help").code == 0);
+  // plugin paths that do not exist: the variable, or the recipe's file:line, is named
+  const auto env = run("GRAFT_PLUGIN_PATH=/no/such/dir " + graft_bin + " plugins");
+  BOOST_TEST(env.code == 2);
+  BOOST_TEST(env.err == "error: GRAFT_PLUGIN_PATH: /no/such/dir: no such plugin library or directory\n");
+  const auto dir = graft::test::temp_dir("plugin_path");
+  std::ofstream(dir / "r.yaml") << "plugins: [missing/libx.so]\nmodel: {backbone: lenet}\n";
+  const auto recipe = run("env -u GRAFT_PLUGIN_PATH " + graft_bin + " check " + (dir / "r.yaml").string());
+  BOOST_TEST(recipe.code == 2);
+  BOOST_TEST(recipe.err == "error: " + (dir / "r.yaml").string() + ":1:11: plugins: " + (dir / "missing/libx.so").string() +
+                               ": no such plugin library or directory\n");
+  fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_CASE(inspect_prints_the_tree_and_counts) {

@@ -183,10 +183,16 @@ BOOST_AUTO_TEST_CASE(bad_overrides_are_usage_errors) {
 BOOST_AUTO_TEST_CASE(plugin_paths_are_relative_to_the_file_naming_them) {
   Dir d;
   d.write("sub/base.yaml", "plugins: [libs/extra.so]\n");
+  d.write("sub/libs/extra.so", "");  // the path must exist; what it holds is the registry's concern
   const auto f = d.write("r.yaml", "base: sub/base.yaml\n");
   const auto r = graft::load_recipe(f);
   BOOST_TEST(r.plugin_paths.size() == 1u);
   BOOST_TEST(r.plugin_paths[0] == (d.path / "sub/libs/extra.so").lexically_normal().string());
+  // a path that does not exist is the recipe's error, at its line
+  d.write("sub/base.yaml", "plugins: [libs/absent.so]\n");
+  const auto e = error_of([&] { graft::load_recipe(f); });
+  BOOST_TEST(graft::test::contains(e.what(), "sub/base.yaml:1:11: plugins: "), e.what());
+  BOOST_TEST(graft::test::contains(e.what(), "libs/absent.so: no such plugin library or directory"), e.what());
 }
 
 BOOST_AUTO_TEST_CASE(closest_match_suggests_only_plausible_typos) {

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <torch/version.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
@@ -118,6 +120,20 @@ int main(int argc, char** argv) {
 
   setup_logging(log_level);
   try {
+    // a plugin path that does not exist is a mistake to say, not a directory to skip
+    if (const char* env = std::getenv("GRAFT_PLUGIN_PATH")) {
+      std::string all = std::string(env) + ":", entry;
+      for (char c : all) {
+        if (c != ':') {
+          entry += c;
+          continue;
+        }
+        std::error_code ec;
+        if (!entry.empty() && !std::filesystem::exists(entry, ec))
+          throw graft::Error::usage("GRAFT_PLUGIN_PATH: " + entry + ": no such plugin library or directory");
+        entry.clear();
+      }
+    }
     if (plugins->parsed()) return graft::cli::cmd_plugins(kind, json);
     if (app.got_subcommand("check")) return graft::cli::cmd_check(check_args);
     if (train->parsed()) return graft::cli::cmd_train(train_args);

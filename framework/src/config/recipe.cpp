@@ -71,6 +71,9 @@ NodePtr resolve_plugin_paths(const NodePtr& root, const fs::path& dir) {
     auto resolved = std::make_shared<Node>(*item);
     fs::path p(item->value);
     if (p.is_relative()) resolved->value = (dir / p).lexically_normal().string();
+    std::error_code ec;
+    if (!fs::exists(resolved->value, ec))
+      throw Error::usage("plugins: " + resolved->value + ": no such plugin library or directory", item->loc);
     item = resolved;
   }
   auto out = std::make_shared<Node>(*root);
