@@ -19,6 +19,7 @@
 #include "graft/host/report.h"
 #include "graft/host/runtime.h"
 #include "graft/host/serialize.h"
+#include "graft/host/surgery.h"
 #include "graft/host/weights.h"
 
 namespace fs = std::filesystem;
@@ -122,6 +123,7 @@ int cmd_features(const FeaturesArgs& args) {
     std::cerr << "note: no --checkpoint and no model.weights in the recipe: the features are those of an untrained model\n";
   }
   model.eval();
+  for (const auto& layer : args.layers) module_at(model, layer);  // a wrong path fails before any image is read
 
   // the images, decoded by the image_files dataset plugin, fitted to the model's input
   std::vector<std::int64_t> input = built.input_shape;

@@ -355,7 +355,11 @@ constexpr const char* script = R"(
     });
     chart.draw();
     // pixels of the datasets' colours: the chart drew its data
-    var ctx = canvas.getContext('2d'), px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    // inside the plot area only: the legend's boxes have the same colours
+    var a = chart.chartArea, r = chart.currentDevicePixelRatio || 1;
+    var ctx = canvas.getContext('2d');
+    var px = ctx.getImageData(Math.floor(a.left * r), Math.floor(a.top * r), Math.max(1, Math.floor((a.right - a.left) * r)),
+                              Math.max(1, Math.floor((a.bottom - a.top) * r))).data;
     var colours = c.datasets.map(function(d){ var m = d.color.match(/\d+/g); return [+m[0], +m[1], +m[2]]; });
     var painted = 0, hits = 0;
     for (var i = 0; i < px.length; i += 4) {
