@@ -81,8 +81,10 @@ json trained(const std::string& recipe, const std::string& sets) {
   const auto report = run(graft_bin + " report " + run_dir.string() + " -o " + (run_dir / "again.html").string());
   BOOST_TEST(report.code == 0, recipe << ": " << report.err);
   std::string layer;
-  for (const auto& row : json::parse(graft::test::slurp(run_dir / "run.json"))["model"]["summary"])
+  const json info = json::parse(graft::test::slurp(run_dir / "run.json"));
+  for (const auto& row : info["model"]["summary"])
     if (layer.empty() && row["depth"] == 0 && row["output_shape"].size() == 4) layer = row["path"];
+  BOOST_TEST_REQUIRE(!layer.empty(), recipe << ": no spatial stage in run.json's model summary");
   const auto features = run("cd " + env().dir.string() + " && " + graft_bin + " features " + source_dir + "/recipes/" + recipe +
                             " picture.png --checkpoint " + j["checkpoint"].get<std::string>() + " --layers " + layer +
                             " --out " + (run_dir / "features").string() + sets);

@@ -192,7 +192,7 @@ int cmd_features(const FeaturesArgs& args) {
         << "</title>\n<script>window.graftErrors=[];window.addEventListener('error',function(e){graftErrors.push(String(e.message));"
            "document.documentElement.dataset.errors=graftErrors.join(' | ');});</script>\n"
            "<style>body{font:14px system-ui,sans-serif;margin:1.5em}img{image-rendering:pixelated;margin:4px;border:1px solid #ccc;"
-           "vertical-align:top}img.input,img.overlay{width:224px}img.grid{max-width:720px}.shape{color:#666;font-weight:normal}</style>"
+           "vertical-align:top}img.input,img.overlay{width:224px}img.grid{min-width:320px;max-width:900px}.shape{color:#666;font-weight:normal}</style>"
            "</head><body>\n<h1>Feature maps</h1>\n<p>recipe <code>"
         << html_escape(args.recipe) << "</code>" << (args.checkpoint.empty() ? "" : ", checkpoint <code>" + html_escape(args.checkpoint) + "</code>")
         << "; one tile per channel, each normalised to its own range; the overlay is the mean over channels on the input. "

@@ -350,7 +350,7 @@ constexpr const char* script = R"(
       options: {responsive: true, maintainAspectRatio: false, parsing: c.type === 'bar' ? true : undefined,
                 plugins: {title: {display: true, text: c.title}, legend: {display: true}},
                 scales: c.type === 'bar' ? {y: {min: 0, max: 100, title: {display: true, text: c.ylabel}}}
-                        : {x: {type: 'linear', title: {display: true, text: c.xlabel}},
+                        : {x: {type: 'linear', ticks: {precision: 0}, title: {display: true, text: c.xlabel}},
                            y: {type: c.log ? 'logarithmic' : 'linear', title: {display: true, text: c.ylabel}}}}
     });
     chart.draw();

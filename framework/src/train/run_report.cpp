@@ -237,6 +237,8 @@ void RunReport::write(const json& snapshot) const {
     write_report({dir_}, (dir / "report.html").string());
     log::debug("report.html written in {:.1f} ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove(fs::path(dir_) / ".run.json.tmp", ec);
     log::warn("{}/report.html not written: {}", dir_, e.what());
   }
 }
