@@ -21,7 +21,8 @@ HOST = {
     "recipe": "config", "registry": "registry", "serialize": "io", "download": "io", "sha256": "io",
     "build": "model", "weights": "model", "surgery": "model", "summary": "model",
     "data_plan": "data", "loader": "data", "optimizer_plan": "train", "check": "train", "trainer": "train",
-    "logging": "config", "runtime": "train", "script": "deploy", "deploy": "train",
+    "logging": "config", "runtime": "train", "script": "deploy", "deploy": "train", "png": "io",
+    "report": "train",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
 

@@ -14,6 +14,8 @@ PACKAGES=(
   libopenblas0-pthread
   # data and the Python oracle used by the tests
   dataset-fashion-mnist python3-torch python3-torchvision
+  # the run report's charts (inlined into report.html) and the browser its tests render it in
+  libjs-chart.js chromium
 )
 
 missing=()

@@ -133,27 +133,6 @@ class ImageFolder : public DataSource {
 
 std::shared_ptr<DataSource> make_image_folder(const Config& c) { return std::make_shared<ImageFolder>(c); }
 
-/// A list of image files, unlabelled (target 0): what `graft predict` reads. A file that is
-/// missing or does not decode fails in get(), naming it, so the others can still be read.
-class ImageFiles : public DataSource {
- public:
-  explicit ImageFiles(const Config& c) : files_(c.get<std::vector<std::string>>("files")) {
-    const auto mode = c.get<std::string>("mode");
-    mode_ = mode == "rgb" ? ColorMode::rgb : mode == "gray" ? ColorMode::gray : ColorMode::keep;
-  }
-  std::vector<std::string> splits() const override { return {"files"}; }
-  std::shared_ptr<Dataset> open(const std::string& split) const override {
-    if (split != "files") unknown_split("image_files", split, splits());
-    return std::make_shared<FolderSplit>(files_, std::vector<std::int64_t>(files_.size(), 0), std::vector<std::string>{},
-                                         mode_);
-  }
-
- private:
-  std::vector<std::string> files_;
-  ColorMode mode_ = ColorMode::keep;
-};
-
-std::shared_ptr<DataSource> make_image_files(const Config& c) { return std::make_shared<ImageFiles>(c); }
 
 }  // namespace
 
@@ -166,10 +145,5 @@ GRAFT_PLUGIN(dataset, "image_folder", make_image_folder,
              graft::KeySpec("train", graft::ValueType::string, "~", "the train split's directory (overrides root)"),
              graft::KeySpec("val", graft::ValueType::string, "~", "the val split's directory (overrides root)"),
              graft::KeySpec("test", graft::ValueType::string, "~", "the test split's directory (overrides root)"),
-             graft::KeySpec("mode", "keep", "channels: keep (gray 1, colour 3), rgb (3) or gray (1)")
-                 .choices({"keep", "rgb", "gray"}));
-GRAFT_PLUGIN(dataset, "image_files", make_image_files,
-             "A list of PNG/JPEG files, unlabelled, as one split 'files' (what graft predict reads)",
-             graft::KeySpec::required_key("files", graft::ValueType::string_list, "the image files"),
              graft::KeySpec("mode", "keep", "channels: keep (gray 1, colour 3), rgb (3) or gray (1)")
                  .choices({"keep", "rgb", "gray"}));

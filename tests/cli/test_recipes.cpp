@@ -11,6 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <torch/torch.h>
+
+#include "graft/host/png.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
@@ -45,6 +48,8 @@ struct Env {
     for (int k = 1; k <= 5; ++k) batch("data_batch_" + std::to_string(k) + ".bin", 20);
     batch("test_batch.bin", 20);
     std::ofstream(cifar / "batches.meta.txt") << "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n";
+    // a picture for `graft features`: RGB, of no recipe's input size
+    graft::write_png(torch::arange(3 * 50 * 40).reshape({3, 50, 40}).remainder(251).to(torch::kUInt8), (dir / "picture.png").string());
   }
   ~Env() { fs::remove_all(dir); }
 
@@ -70,6 +75,21 @@ json trained(const std::string& recipe, const std::string& sets) {
   const auto j = json::parse(r.out);
   BOOST_TEST(j["steps"] == 3, recipe);
   BOOST_TEST(fs::exists(env().dir / j["checkpoint"].get<std::string>()), recipe);  // relative to where it ran
+  // the run's report, and the feature maps of its model's first spatial stage
+  const fs::path run_dir = env().dir / j["run_dir"].get<std::string>();
+  BOOST_TEST(fs::exists(run_dir / "report.html"), recipe);
+  const auto report = run(graft_bin + " report " + run_dir.string() + " -o " + (run_dir / "again.html").string());
+  BOOST_TEST(report.code == 0, recipe << ": " << report.err);
+  std::string layer;
+  const json info = json::parse(graft::test::slurp(run_dir / "run.json"));
+  for (const auto& row : info["model"]["summary"])
+    if (layer.empty() && row["depth"] == 0 && row["output_shape"].size() == 4) layer = row["path"];
+  BOOST_TEST_REQUIRE(!layer.empty(), recipe << ": no spatial stage in run.json's model summary");
+  const auto features = run("cd " + env().dir.string() + " && " + graft_bin + " features " + source_dir + "/recipes/" + recipe +
+                            " picture.png --checkpoint " + j["checkpoint"].get<std::string>() + " --layers " + layer +
+                            " --out " + (run_dir / "features").string() + sets);
+  BOOST_TEST(features.code == 0, recipe << ": " << features.err);
+  BOOST_TEST(fs::exists(run_dir / "features/features.pth"), recipe);
   return j;
 }
 

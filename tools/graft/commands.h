@@ -31,6 +31,17 @@ struct ConvertArgs {
   std::vector<std::string> rename, exclude;
 };
 
+/// graft features (look.cpp)
+struct FeaturesArgs {
+  std::string recipe, checkpoint, out = "features";
+  std::vector<std::string> overrides, images, layers;
+};
+/// graft report (look.cpp)
+struct ReportArgs {
+  std::vector<std::string> run_dirs;
+  std::string out;
+};
+
 int cmd_plugins(const std::string& kind, bool json);
 int cmd_check(const RecipeArgs& args);
 int cmd_inspect(const RecipeArgs& args);
@@ -55,5 +66,7 @@ int cmd_export(const ExportArgs& args);
 int cmd_predict(const PredictArgs& args);
 int cmd_convert(const ConvertArgs& args);
 int cmd_version(bool json);
+int cmd_features(const FeaturesArgs& args);
+int cmd_report(const ReportArgs& args);
 
 }  // namespace graft::cli

@@ -106,6 +106,20 @@ int main(int argc, char** argv) {
   convert->add_option("--rename", convert_args.rename, "REGEX=REPLACEMENT, applied in order")->allow_extra_args(false);
   convert->add_option("--exclude", convert_args.exclude, "glob of keys to drop")->allow_extra_args(false);
 
+  graft::cli::FeaturesArgs features_args;
+  auto* features = app.add_subcommand("features", "feature maps of dotted paths for images: .pth tensors, PNG grids, an index page");
+  features->add_option("recipe", features_args.recipe, "recipe YAML file")->required();
+  features->add_option("images", features_args.images, "image files (PNG, JPEG)")->required();
+  features->add_option("--checkpoint", features_args.checkpoint, "checkpoint or weights file (default: the recipe's weights)");
+  features->add_option("--layers", features_args.layers, "dotted paths, comma-separated: layer3,layer4.1.conv2")
+      ->delimiter(',')->required();
+  features->add_option("--out", features_args.out, "output directory (default ./features)");
+  features->add_option("--set", features_args.overrides, "override a recipe key: KEY.PATH=VALUE")->allow_extra_args(false);
+  graft::cli::ReportArgs report_args;
+  auto* report = app.add_subcommand("report", "one self-contained HTML page of run dirs: curves, confusion matrix, ...");
+  report->add_option("run_dirs", report_args.run_dirs, "run dirs (several: overlaid)")->required();
+  report->add_option("-o,--out", report_args.out, "output file (default RUN_DIR/report.html, or ./report.html for several)");
+
   auto* version = app.add_subcommand("version", "graft, plugin ABI and LibTorch versions");
   version->add_flag("--json", json, "print one JSON object on stdout");
 
@@ -143,6 +157,8 @@ int main(int argc, char** argv) {
     if (predict->parsed()) return graft::cli::cmd_predict(predict_args);
     if (convert->parsed()) return graft::cli::cmd_convert(convert_args);
     if (version->parsed()) return graft::cli::cmd_version(json);
+    if (features->parsed()) return graft::cli::cmd_features(features_args);
+    if (report->parsed()) return graft::cli::cmd_report(report_args);
   } catch (const graft::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return e.exit_code();

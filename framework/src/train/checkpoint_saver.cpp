@@ -9,6 +9,7 @@
 
 #include "graft/error.h"
 #include "graft/log.h"
+#include "train/run_report.h"
 
 namespace fs = std::filesystem;
 
@@ -30,6 +31,7 @@ std::string CheckpointSaver::save(TrainContext& ctx, SavePoint at, const std::fu
   log::info("saved {} at step {} ({:.1f} MB in {:.2f} s)", fmt::join(names, ", "), ctx.step,
             static_cast<double>(fs::file_size(paths.front(), ec)) / 1e6,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (auto* report = out_.report()) report->checkpoint(names, ctx.epoch + 1, ctx.step, ctx.metrics);
   const auto existing = out_.list_checkpoints();
   for (const auto& st : callbacks_.strategies())
     for (const auto& n : st->files_to_remove(ctx, existing, names))

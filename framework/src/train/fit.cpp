@@ -22,6 +22,7 @@
 #include "optimizer_step.h"
 #include "resume.h"
 #include "train/run_output.h"
+#include "train/run_report.h"
 #include "schedule_driver.h"
 #include "session.h"
 #include "step_logger.h"
@@ -89,6 +90,8 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   s.start_execution();
   log::info("device {}, {} CPU threads{}", s.execution().describe(), torch::get_num_threads(),
             st.amp.on ? (st.amp.scaling ? ", amp fp16" : ", amp bf16") : "");
+  RunReport* report = out.report();
+  if (report) report->model(s.built);
 
   Loader loader(s.data.train, s.data.train_transforms, s.data.train_options);
   const std::int64_t batches = loader.batches_per_epoch();
@@ -101,6 +104,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     throw Error::usage(fmt::format("{}: saved at batch {} of an epoch, but an epoch now has {} batches (data or batch_size changed)",
                                    from->path(), from->batch(), batches));
   schedule.setup(steps_per_epoch, planned_steps, planned_epochs);
+  if (report) report->started(recipe.file, planned_epochs, s.data.classes, s.execution().describe());
   schedule.apply(trainable.optimizer(), trainable.groups());
 
   TrainContext ctx;
@@ -158,6 +162,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       result.stop_reason = ctx.stop_reason;
       result.exit_code = ctx.exit_code;
       result.seconds = logger.seconds();
+      if (report) report->end("interrupted", ctx.stop_reason, "", ctx.step, result.seconds);
       log::warn("{} at epoch {}, step {}: saved {}; go on with `graft train {} --resume auto{}` (exit code {})",
                 ctx.stop_reason, ctx.epoch + 1, ctx.step, result.checkpoint.empty() ? "nothing" : result.checkpoint,
                 recipe.file, out.dir().empty() ? "" : " --run-dir " + out.dir(), ctx.exit_code);
@@ -170,12 +175,20 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     result.checkpoint = loop.last_checkpoint();
     if (st.test && s.data.test) {
       result.test = s.evaluate_pass(s.data.test, "test", report_metrics(registry));
+      if (report) report->evaluated("test", evaluation_json(*result.test, *s.data.test, s.data.classes, end.epochs));
       for (const auto& [k, v] : result.test->metrics) result.metrics["test/" + k] = v;
     }
     callbacks.each([&](Hook& h) { h.on_fit_end(ctx); });
   } catch (const std::exception& e) {
     logger.end_progress();
     callbacks.exception(ctx, e);
+    if (report) {
+      try {
+        report->end("failed", "error", e.what(), ctx.step, logger.seconds());
+      } catch (const std::exception& again) {
+        log::error("no report of the failing run: {}", again.what());
+      }
+    }
     try {
       loop.save(SavePoint::exception, ctx.epoch, ctx.batch);
     } catch (const std::exception& again) {
@@ -185,6 +198,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   }
   result.seconds = logger.seconds();
   out.final_report(recipe.file, result);
+  if (report) report->end("finished", result.stop_reason, "", result.steps, result.seconds);
   return result;
 }
 

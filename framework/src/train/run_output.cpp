@@ -15,6 +15,7 @@
 #include "graft/host/serialize.h"
 #include "graft/host/trainer.h"
 #include "graft/log.h"
+#include "train/run_report.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -68,6 +69,7 @@ RunOutput::RunOutput(std::string dir, std::optional<bool> progress, std::int64_t
   metrics_.open(metrics, std::ios::trunc);  // a new run: its own records
   if (!metrics_) throw Error::usage(fmt::format("{}: cannot write metrics.jsonl", dir_));
   metrics_ << kept << std::flush;
+  report_ = std::make_unique<train::RunReport>(dir_, resume_step >= 0);
 }
 
 RunOutput::~RunOutput() = default;

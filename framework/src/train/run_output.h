@@ -20,6 +20,9 @@
 namespace graft {
 
 struct FitResult;
+namespace train {
+class RunReport;
+}
 
 /// The checkpoints of a checkpoints dir (*.pth, not temp files), newest first
 /// (modification time), as paths.
@@ -55,6 +58,8 @@ class RunOutput {
   std::string checkpoints_dir() const;
   /// report.txt and report.json, and the summary on stderr.
   void final_report(const std::string& recipe, const FitResult& result) const;
+  /// run.json and report.html (graft/host/report.h), or null without a run dir.
+  train::RunReport* report() const { return report_.get(); }
 
  private:
   std::string dir_;
@@ -63,6 +68,7 @@ class RunOutput {
   std::chrono::steady_clock::time_point last_bar_{};
   std::ofstream metrics_;
   std::unique_ptr<LogFile> log_file_;  ///< train.log, for the run's lifetime
+  std::unique_ptr<train::RunReport> report_;  ///< stopped before train.log closes
 };
 
 }  // namespace graft

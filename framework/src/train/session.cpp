@@ -62,6 +62,13 @@ PassResult Session::evaluate_pass(const std::shared_ptr<Dataset>& dataset, const
     loss_sum += l.item<double>() * static_cast<double>(y.size(0));
     r.samples += y.size(0);
     for (auto& m : all) m->update(out, y);
+    const auto [conf, pred] = torch::softmax(out, 1).max(1);
+    const auto p = pred.to(torch::kCPU).contiguous(), t = batch->targets.to(torch::kCPU).contiguous();
+    const auto c = conf.to(torch::kCPU).contiguous();
+    r.indices.insert(r.indices.end(), batch->indices.begin(), batch->indices.end());
+    r.targets.insert(r.targets.end(), t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
+    r.predicted.insert(r.predicted.end(), p.data_ptr<std::int64_t>(), p.data_ptr<std::int64_t>() + p.numel());
+    r.confidence.insert(r.confidence.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   }
   r.metrics["loss"] = r.samples ? loss_sum / static_cast<double>(r.samples) : 0.0;
   for (auto& m : all) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "graft/log.h"
+#include "train/run_report.h"
 
 namespace graft::train {
 
@@ -61,6 +62,7 @@ void StepLogger::epoch_end(std::int64_t epoch, std::int64_t step, double lr, con
   nlohmann::json rec = {{"epoch", epoch + 1}, {"step", step}, {"time", seconds()}, {"lr", lr}, {"epoch_seconds", since(epoch_started_)}};
   for (const auto& [k, v] : m) rec[k] = v;
   out_.metrics_line(rec);
+  if (auto* report = out_.report()) report->epoch_end(epoch, step, seconds());
   auto get = [&](const char* k) { return m.count(k) ? m.at(k) : 0.0; };
   std::string line = fmt::format("epoch {}/{}: train loss {:.4f}", epoch + 1, planned_epochs_, get("train/loss"));
   if (m.count("train/top1")) line += fmt::format(" top1 {:.2f}%", 100 * get("train/top1"));

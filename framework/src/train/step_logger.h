@@ -33,6 +33,7 @@ class StepLogger {
   /// The epoch's summary: every metric, a metrics.jsonl record and one log line.
   void epoch_end(std::int64_t epoch, std::int64_t step, double lr, const std::map<std::string, double>& metrics);
   void end_progress() { out_.end_progress(); }
+  RunOutput& output() { return out_; }
 
  private:
   RunOutput& out_;

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "graft/error.h"
+#include "train/run_report.h"
 
 namespace graft::train {
 
@@ -153,6 +154,8 @@ void TrainLoop::validate() {
   ctx.inputs = ctx.targets = ctx.output = ctx.loss = torch::Tensor();
   u_.callbacks.each([&](Hook& h) { h.on_validation_start(ctx); });
   const PassResult v = u_.session.evaluate_pass(u_.session.data.val, "val");
+  if (auto* report = u_.logger.output().report())
+    report->evaluated("val", evaluation_json(v, *u_.session.data.val, u_.session.data.classes, ctx.epoch + 1));
   u_.trainable.apply();
   for (const auto& [k, val] : v.metrics) ctx.metrics["val/" + k] = val;
   u_.callbacks.each([&](Hook& h) { h.on_validation_end(ctx); });

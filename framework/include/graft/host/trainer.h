@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "graft/host/recipe.h"
 #include "graft/host/registry.h"
@@ -29,6 +30,11 @@ struct PassResult {
   std::map<std::string, double> metrics;  ///< "loss", "top1", "top5", ...
   std::int64_t samples = 0;
   std::string report;                     ///< metric reports (confusion matrix, per class)
+  /// Per sample, in the order of the pass: its dataset index, class, predicted class and
+  /// the softmax probability of that prediction (the run report's confusion matrix and
+  /// misclassified samples).
+  std::vector<std::int64_t> indices, targets, predicted;
+  std::vector<float> confidence;
 };
 
 struct FitResult {
