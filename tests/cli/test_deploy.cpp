@@ -227,3 +227,21 @@ BOOST_AUTO_TEST_CASE(the_readme_cpp_program_loads_the_export_without_graft) {
   BOOST_TEST(contains(r.out, "\"classes\""));  // graft.json printed
   BOOST_TEST(contains(r.out, "[ CPULongType{8} ]"), r.out);
 }
+
+BOOST_AUTO_TEST_CASE(features_of_an_exported_model_equal_those_of_its_checkpoint) {
+  auto& w = world();
+  const std::string images = " " + path("fmnist/00.png") + " " + path("fmnist/01.png") + " --layers features.0,classifier";
+  const auto a = run(kGraft + " features " + w.model + images + " --out " + path("feat_pt"));
+  BOOST_TEST_REQUIRE(a.code == 0, a.err);
+  const auto b = run(kGraft + " features " + kRecipe + " --checkpoint " + w.checkpoint + images + " --out " + path("feat_ckpt"));
+  BOOST_TEST_REQUIRE(b.code == 0, b.err);
+  const auto py = run(std::string(GRAFT_PYTHON) + " -c \"import torch; a = torch.load('" + path("feat_pt/features.pth") +
+                      "'); b = torch.load('" + path("feat_ckpt/features.pth") +
+                      "'); print(sorted(a), [list(a[k].shape) for k in sorted(a)], max(float((a[k] - b[k]).abs().max()) for k in a))\"");
+  BOOST_TEST_REQUIRE(py.code == 0, py.err);
+  BOOST_TEST(py.out == "['classifier', 'features.0'] [[2, 10], [2, 32, 28, 28]] 0.0\n");
+  // a checkpoint does not go with a model file
+  const auto bad = run(kGraft + " features " + w.model + images + " --checkpoint " + w.checkpoint);
+  BOOST_TEST(bad.code == 2);
+  BOOST_TEST(contains(bad.err, "--checkpoint: only with a recipe"), bad.err);
+}

@@ -18,6 +18,7 @@
 #include "graft/host/registry.h"
 #include "graft/host/report.h"
 #include "graft/host/runtime.h"
+#include "graft/host/script.h"
 #include "graft/host/serialize.h"
 #include "graft/host/surgery.h"
 #include "graft/host/weights.h"
@@ -101,13 +102,35 @@ std::string shape_text(const torch::Tensor& t) { return fmt::format("[{}]", fmt:
 
 }  // namespace
 
+static bool is_recipe_file(const std::string& path) {
+  const auto ext = fs::path(path).extension().string();
+  return ext == ".yaml" || ext == ".yml";
+}
+
 int cmd_features(const FeaturesArgs& args) {
   if (args.layers.empty()) throw Error::usage("--layers: give at least one dotted path (e.g. --layers layer3,layer4.1.conv2)");
   if (args.images.empty()) throw Error::usage("graft features: give at least one image file");
-  Recipe recipe = load_recipe(args.recipe, args.overrides);
+  // RECIPE [--checkpoint CKPT], or an exported MODEL.pt: its graft.json's recipe rebuilds
+  // the model, which takes the file's weights (a TorchScript module has no taps of its own)
+  const bool exported = !is_recipe_file(args.recipe);
   Registry registry;
   registry.scan(Registry::default_search_path());
-  registry.scan(recipe.plugin_paths);
+  Recipe recipe;
+  DeployInfo info;
+  std::optional<ScriptModel> script;
+  if (exported) {
+    if (!args.checkpoint.empty()) throw Error::usage("--checkpoint: only with a recipe (" + args.recipe + " is a model file)");
+    if (!args.overrides.empty()) throw Error::usage("--set: only with a recipe");
+    script = ScriptModel::load(args.recipe, &info);
+    if (info.recipe_yaml.empty()) throw Error::usage(args.recipe + ": its graft.json holds no recipe to rebuild the model from");
+    recipe.file = args.recipe;
+    recipe.sources = {args.recipe};
+    recipe.root = merge(parse_yaml_text(info.recipe_yaml, args.recipe + " (graft.json's recipe)"),
+                        parse_yaml_text("model: {weights: ~}", args.recipe));
+  } else {
+    recipe = load_recipe(args.recipe, args.overrides);
+    registry.scan(recipe.plugin_paths);
+  }
   configure_cpu(resolve_threads(recipe.root["trainer"]["threads"]));
   if (!args.checkpoint.empty()) {
     if (!fs::exists(args.checkpoint)) throw Error::usage("--checkpoint " + args.checkpoint + ": no such file");
@@ -116,7 +139,12 @@ int cmd_features(const FeaturesArgs& args) {
   }
   BuiltModel built = build_model(recipe, registry);
   auto& model = *built.module.ptr();
-  if (!args.checkpoint.empty()) {
+  if (script) {
+    StateDict weights;
+    for (const auto& [name, t] : script->named_tensors()) weights.insert(name, t);
+    const LoadReport r = load_weights(model, weights, /*strict=*/false, args.recipe);
+    if (!r.clean()) throw Error::usage(fmt::format("{}: does not fit the model of its graft.json: {}", args.recipe, r.summary()));
+  } else if (!args.checkpoint.empty()) {
     const LoadReport r = load_weights(model, load_state_dict(args.checkpoint), /*strict=*/false, args.checkpoint);
     if (!r.clean()) throw Error::usage(fmt::format("{}: does not fit the recipe's model: {}", args.checkpoint, r.summary()));
   } else if (!built.weights) {
@@ -128,7 +156,10 @@ int cmd_features(const FeaturesArgs& args) {
   // the images, decoded by the image_files dataset plugin, fitted to the model's input
   std::vector<std::int64_t> input = built.input_shape;
   std::vector<std::shared_ptr<Transform>> transforms;
-  if (!recipe.root["data"].is_null()) {
+  if (exported) {
+    transforms = build_transforms(registry, parse_yaml_text(info.transforms_json, args.recipe + " (graft.json's transforms)"));
+    input = info.input_shape;
+  } else if (!recipe.root["data"].is_null()) {
     DataPlan plan = build_data(recipe, registry);
     transforms = plan.eval_transforms;
     if (plan.sample_shape.size() == 3) input = plan.sample_shape;
@@ -137,7 +168,7 @@ int cmd_features(const FeaturesArgs& args) {
   }
   const json spec = {{"name", "image_files"}, {"files", args.images}, {"mode", input.at(0) == 1 ? "gray" : "rgb"}};
   const auto source = registry.create<Kind::dataset>(parse_yaml_text(spec.dump(), "graft features"));
-  const auto images = source->open("images");
+  const auto images = source->open(source->splits().at(0));
   std::vector<torch::Tensor> shown, batch;
   for (std::int64_t i = 0; i < images->size(); ++i) {
     torch::Tensor raw = images->get(i).input;

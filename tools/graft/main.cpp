@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
 
   graft::cli::FeaturesArgs features_args;
   auto* features = app.add_subcommand("features", "feature maps of dotted paths for images: .pth tensors, PNG grids, an index page");
-  features->add_option("recipe", features_args.recipe, "recipe YAML file")->required();
+  features->add_option("recipe", features_args.recipe, "recipe YAML file, or a model exported with graft export --format torchscript")->required();
   features->add_option("images", features_args.images, "image files (PNG, JPEG)")->required();
   features->add_option("--checkpoint", features_args.checkpoint, "checkpoint or weights file (default: the recipe's weights)");
   features->add_option("--layers", features_args.layers, "dotted paths, comma-separated: layer3,layer4.1.conv2")

@@ -267,6 +267,13 @@ void ScriptModel::optimize() {
   optimized_ = true;
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> ScriptModel::named_tensors() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : module_->named_parameters(/*recurse=*/true)) out.emplace_back(p.name, p.value);
+  for (const auto& b : module_->named_buffers(/*recurse=*/true)) out.emplace_back(b.name, b.value);
+  return out;
+}
+
 torch::Tensor ScriptModel::forward(const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
   return module_->forward({x}).toTensor();

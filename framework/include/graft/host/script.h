@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -63,6 +64,9 @@ class ScriptModel {
 
   torch::Tensor forward(const torch::Tensor& x);
   torch::jit::Module& module() { return *module_; }
+  /// The module's parameters and buffers under their state-dict names (a graft model
+  /// rebuilt from graft.json's recipe loads them).
+  std::vector<std::pair<std::string, torch::Tensor>> named_tensors() const;
 
  private:
   std::shared_ptr<torch::jit::Module> module_;
