@@ -278,6 +278,33 @@ BOOST_AUTO_TEST_CASE(plugin_path_from_environment_and_from_the_recipe) {
   BOOST_TEST(contains(plan["plugins"][0]["library"].get<std::string>(), "libgood.so"));
 }
 
+BOOST_AUTO_TEST_CASE(no_silent_plugin_shadowing) {
+  // libgraft_test_duplicate.so provides a second backbone 'lenet' (the built-in one is in
+  // libgraft_backbones.so)
+  Dir d;
+  const auto dup = fixture("graft_test_duplicate");
+  const std::string builtin = std::string(GRAFT_BUILD_DIR) + "/lib/graft/plugins/libgraft_backbones.so";
+  // the recipe's plugins: library wins over the search path, said in one line
+  const auto mine = d.write("mine.yaml", "plugins: [" + dup + "]\nmodel: {backbone: lenet}\n");
+  const auto r = run("env -u GRAFT_PLUGIN_PATH " + graft_bin + " check " + mine + " --json");
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  BOOST_TEST(json::parse(r.out)["plugins"][0]["library"] == dup);
+  BOOST_TEST(r.err == "warning: plugin library " + dup + " (the recipe's plugins:) is used over " + builtin +
+                          " for backbone 'lenet'\n");
+  // two libraries of the search path: a recipe that uses the name is refused, naming both
+  const auto uses = d.write("uses.yaml", "model: {backbone: lenet}\n");
+  const auto both = run("GRAFT_PLUGIN_PATH=" + dup + " " + graft_bin + " check " + uses);
+  BOOST_TEST(both.code == 2);
+  BOOST_TEST(contains(both.err, "error: " + uses + ":1:19: model.backbone: backbone 'lenet' is provided by " + builtin +
+                                    " and " + dup),
+             both.err);
+  // ... and one that does not use it only sees the warning
+  const auto other = d.write("other.yaml", "model: {backbone: simple_cnn}\n");
+  const auto fine = run("GRAFT_PLUGIN_PATH=" + dup + " " + graft_bin + " check " + other);
+  BOOST_TEST(fine.code == 0, fine.err);
+  BOOST_TEST(contains(fine.err, "warning: plugin library " + dup + " refused: duplicate backbone 'lenet'"), fine.err);
+}
+
 BOOST_AUTO_TEST_CASE(a_throwing_plugin_is_one_line_and_exit_1) {
   Dir d;
   const auto lib = fixture("graft_test_throwing");

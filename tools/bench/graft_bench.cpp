@@ -106,7 +106,7 @@ struct Loaded {
     if (a.positional.size() != 1) throw graft::Error::usage(a.command + ": expected one RECIPE");
     recipe = graft::load_recipe(a.positional[0], a.sets);
     registry.scan(graft::Registry::default_search_path());
-    registry.scan(recipe.plugin_paths);
+    registry.scan(recipe.plugin_paths, graft::Registry::Source::recipe);
     graft::check_recipe(recipe, registry);
     // the CPU settings (threads, OpenBLAS, allocator) `graft train` applies
     graft::configure_cpu(graft::resolve_threads(recipe.root["trainer"]["threads"]));

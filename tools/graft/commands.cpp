@@ -77,7 +77,7 @@ std::unique_ptr<Loaded> load(const RecipeArgs& args) {
   auto l = std::make_unique<Loaded>();
   l->recipe = load_recipe(args.recipe, args.overrides);
   l->registry.scan(Registry::default_search_path());
-  l->registry.scan(l->recipe.plugin_paths);
+  l->registry.scan(l->recipe.plugin_paths, Registry::Source::recipe);
   return l;
 }
 

@@ -41,7 +41,7 @@ int cmd_export(const ExportArgs& args) {
   std::optional<Recipe> recipe;
   if (!args.recipe.empty()) {
     recipe = load_recipe(args.recipe, args.overrides);
-    registry.scan(recipe->plugin_paths);
+    registry.scan(recipe->plugin_paths, Registry::Source::recipe);
   } else if (!args.overrides.empty()) {
     throw Error::usage("--set: only with --recipe");
   }
@@ -67,7 +67,7 @@ int cmd_predict(const PredictArgs& args) {
     std::optional<Recipe> recipe;
     if (!inputs.empty() && is_recipe(inputs.front())) {
       recipe = load_recipe(inputs.front(), args.overrides);
-      registry.scan(recipe->plugin_paths);
+      registry.scan(recipe->plugin_paths, Registry::Source::recipe);
       inputs.erase(inputs.begin());
     } else if (!args.overrides.empty()) {
       throw Error::usage("--set: only with a recipe");

@@ -129,7 +129,7 @@ int cmd_features(const FeaturesArgs& args) {
                         parse_yaml_text("model: {weights: ~}", args.recipe));
   } else {
     recipe = load_recipe(args.recipe, args.overrides);
-    registry.scan(recipe.plugin_paths);
+    registry.scan(recipe.plugin_paths, Registry::Source::recipe);
   }
   configure_cpu(resolve_threads(recipe.root["trainer"]["threads"]));
   if (!args.checkpoint.empty()) {

@@ -95,7 +95,7 @@ std::vector<std::string> Registry::default_search_path() {
   return paths;
 }
 
-void Registry::scan(const std::vector<std::string>& paths) {
+void Registry::scan(const std::vector<std::string>& paths, Source source) {
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
@@ -103,9 +103,9 @@ void Registry::scan(const std::vector<std::string>& paths) {
       for (const auto& entry : fs::directory_iterator(p, ec))
         if (entry.path().extension() == ".so") files.push_back(entry.path().string());
       std::sort(files.begin(), files.end());
-      for (const auto& f : files) load_library(f);
+      for (const auto& f : files) load_library(f, source);
     } else if (fs::exists(p, ec)) {
-      load_library(p);
+      load_library(p, source);
     } else {
       refusals_.push_back({p, "no such file or directory"});
       log::error("plugin path {}: no such file or directory", p);
@@ -113,7 +113,7 @@ void Registry::scan(const std::vector<std::string>& paths) {
   }
 }
 
-bool Registry::load_library(const std::string& path) {
+bool Registry::load_library(const std::string& path, Source source) {
   std::error_code ec;
   const std::string canonical = fs::weakly_canonical(path, ec).string();
   if (!impl_->seen.insert(canonical).second) return true;
@@ -152,14 +152,37 @@ bool Registry::load_library(const std::string& path) {
   }
 
   int added = 0;
+  const bool from_recipe = source == Source::recipe;
+  std::map<std::string, std::vector<std::string>> overridden;  // library -> "kind 'name'" it no longer provides
   for (auto& entry : manifest.entries) {
-    if (const auto* existing = find(entry.kind, entry.name)) {
-      refuse(std::string("duplicate ") + kind_name(entry.kind) + " '" + entry.name + "', already provided by " +
-             existing->library + "; this one is ignored");
+    const std::string what = std::string(kind_name(entry.kind)) + " '" + entry.name + "'";
+    auto existing = std::find_if(plugins_.begin(), plugins_.end(),
+                                 [&](const auto& p) { return p.entry.kind == entry.kind && p.entry.name == entry.name; });
+    if (existing != plugins_.end() && from_recipe && !existing->from_recipe) {
+      overridden[existing->library].push_back(what);
+      duplicates_.erase({entry.kind, entry.name});  // the recipe chose
+      *existing = {std::move(entry), path, true};
+      ++added;
       continue;
     }
-    plugins_.push_back({std::move(entry), path});
+    if (existing != plugins_.end()) {
+      auto& libs = duplicates_[{entry.kind, entry.name}];
+      if (libs.empty()) libs.push_back(existing->library);
+      libs.push_back(path);
+      // a warning, not an error: it matters only to a recipe that uses the name (get())
+      const std::string reason = "duplicate " + what + ", already provided by " + existing->library +
+                                 "; this one is ignored, and a recipe that uses it is refused";
+      refusals_.push_back({path, reason});
+      log::warn("plugin library {} refused: {}", path, reason);
+      continue;
+    }
+    plugins_.push_back({std::move(entry), path, from_recipe});
     ++added;
+  }
+  for (const auto& [old, names] : overridden) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    log::warn("plugin library {} (the recipe's plugins:) is used over {} for {}", path, old, list);
   }
   log::debug("plugin library {}: {} plugins", path, added);
   impl_->libraries->push_back(std::move(lib));
@@ -173,6 +196,12 @@ const RegisteredPlugin* Registry::find(Kind kind, const std::string& name) const
 }
 
 const RegisteredPlugin& Registry::get(Kind kind, const std::string& name, const Config& at) const {
+  if (const auto d = duplicates_.find({kind, name}); d != duplicates_.end()) {
+    std::string libs;
+    for (const auto& l : d->second) libs += (libs.empty() ? "" : " and ") + l;
+    at.fail(std::string(kind_name(kind)) + " '" + name + "' is provided by " + libs +
+            "; remove the stale one (GRAFT_PLUGIN_PATH), or list the one to use in the recipe's plugins:");
+  }
   if (const auto* p = find(kind, name)) return *p;
   std::vector<std::string> names;
   for (const auto* p : list(kind)) names.push_back(p->entry.name);

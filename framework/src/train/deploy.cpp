@@ -87,7 +87,7 @@ TrainedModel load_trained(const std::string& path, const Recipe* given, Registry
     m.recipe = *given;
   } else if (checkpoint) {
     m.recipe = recipe_of(*checkpoint);
-    registry.scan(m.recipe.plugin_paths);
+    registry.scan(m.recipe.plugin_paths, Registry::Source::recipe);
   } else {
     throw Error::usage(path + ": a plain state dict holds no recipe; give the recipe it was trained with (--recipe FILE)");
   }

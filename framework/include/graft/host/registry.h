@@ -3,6 +3,7 @@
 #pragma once
 
 #include <any>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,7 +16,8 @@ namespace graft {
 
 struct RegisteredPlugin {
   PluginEntry entry;
-  std::string library;  ///< path of the .so it came from
+  std::string library;       ///< path of the .so it came from
+  bool from_recipe = false;  ///< loaded from a recipe's plugins: (Registry::Source::recipe)
 };
 
 /// A library that was looked at and not taken, and why.
@@ -36,16 +38,23 @@ class Registry {
   /// then every entry of GRAFT_PLUGIN_PATH (':'-separated directories or .so files).
   static std::vector<std::string> default_search_path();
 
+  /// Where libraries come from. Two libraries may provide the same (kind, name):
+  /// - a recipe's `plugins:` library wins over one of the search path (a stale copy on
+  ///   GRAFT_PLUGIN_PATH, a built-in), said in one warning line;
+  /// - otherwise the first is kept and the second refused (a warning); a recipe that then
+  ///   uses that name is an error naming both libraries (get()).
+  enum class Source { search_path, recipe };
+
   /// Loads every graft plugin library in `paths` (directories are scanned for *.so, not
   /// recursively; files are loaded as they are). A library already loaded is skipped.
   /// Libraries that cannot be used are recorded in refusals() and logged as errors.
-  void scan(const std::vector<std::string>& paths);
+  void scan(const std::vector<std::string>& paths, Source source = Source::search_path);
   /// Loads one library. Returns false (and records the refusal) when it is refused.
-  bool load_library(const std::string& path);
+  bool load_library(const std::string& path, Source source = Source::search_path);
 
   const RegisteredPlugin* find(Kind kind, const std::string& name) const;
   /// Like find() but fails with a usage error located at `at`, listing what exists and
-  /// suggesting the closest name.
+  /// suggesting the closest name, or naming both libraries of an unresolved duplicate.
   const RegisteredPlugin& get(Kind kind, const std::string& name, const Config& at) const;
   std::vector<const RegisteredPlugin*> list() const;
   std::vector<const RegisteredPlugin*> list(Kind kind) const;
@@ -69,6 +78,8 @@ class Registry {
   std::unique_ptr<Impl> impl_;
   std::vector<RegisteredPlugin> plugins_;
   std::vector<Refusal> refusals_;
+  /// (kind, name) provided by more than one library of the same source: the libraries
+  std::map<std::pair<Kind, std::string>, std::vector<std::string>> duplicates_;
 };
 
 }  // namespace graft
