@@ -352,6 +352,25 @@ BOOST_AUTO_TEST_CASE(on_fit_start_of_a_resume_sees_where_the_run_goes_on) {
   fs::remove_all(dir);
 }
 
+BOOST_AUTO_TEST_CASE(a_hook_that_throws_is_named_with_its_library_and_position) {
+  const auto dir = graft::test::temp_dir("throwing_hook");
+  const auto calls = dir / "calls.txt";
+  std::ofstream(dir / "base.yaml") << base_recipe;
+  std::ofstream(dir / "r.yaml") << "base: base.yaml\nhooks: [{name: record, file: " << calls.string()
+                                << ", throw_at_step: 12}]\n";
+  graft::TrainOptions options;
+  options.run_dir = (dir / "run").string();
+  options.progress = false;
+  const auto e = error_of([&] { graft::fit(graft::load_recipe((dir / "r.yaml").string()), registry(), options); });
+  // 10 batches an epoch: step 12 is the second batch of the second epoch
+  const std::string line = "hook 'record' (libgraft_test_hooks.so) failed at epoch 2, batch 2, step 12: disk quota exceeded";
+  BOOST_TEST(std::string(e.what()) == line);
+  // the line is in the run's train.log, and every hook saw the failure (on_exception)
+  BOOST_TEST(contains(slurp(dir / "run/train.log"), "error: " + line), slurp(dir / "run/train.log"));
+  BOOST_TEST(contains(slurp(calls), "exception 1 12 1 "), slurp(calls));
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(early_stopping_ends_a_run_that_stopped_improving) {
   // lr 0: the validation loss never improves after the first epoch
   const auto r = fit("hooks: [{name: early_stopping, monitor: val/loss, patience: 1}]\n",

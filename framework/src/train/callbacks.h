@@ -19,9 +19,19 @@ class Callbacks {
  public:
   Callbacks(const Recipe& recipe, const Registry& registry);
 
-  /// Calls `f(hook)` for every hook, in order.
+  /// The run's position, for the errors of hooks (set once by fit).
+  void bind(const TrainContext* ctx) { ctx_ = ctx; }
+
+  /// Calls `f(hook)` for every hook, in order. A hook that throws fails the run with one
+  /// line naming it, its library and the position (epoch, batch, step).
   template <class F> void each(F&& f) {
-    for (auto& h : all_) f(*h);
+    for (std::size_t i = 0; i < all_.size(); ++i) {
+      try {
+        f(*all_[i]);
+      } catch (const std::exception& e) {
+        fail(i, e);
+      }
+    }
   }
   /// Every hook sees the failing run's error; a hook that fails again is logged, not thrown.
   void exception(TrainContext& ctx, const std::exception& error) noexcept;
@@ -39,6 +49,10 @@ class Callbacks {
   std::vector<std::shared_ptr<CheckpointStrategy>> strategies_;
   std::vector<std::string> strategy_names_;
   std::vector<std::shared_ptr<Hook>> all_;
+  std::vector<std::string> all_labels_;  ///< "hook 'csv' (libx.so)", in all_'s order
+  const TrainContext* ctx_ = nullptr;
+
+  [[noreturn]] void fail(std::size_t index, const std::exception& error) const;
 };
 
 }  // namespace graft::train

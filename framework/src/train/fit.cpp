@@ -108,6 +108,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   schedule.apply(trainable.optimizer(), trainable.groups());
 
   TrainContext ctx;
+  callbacks.bind(&ctx);
   ctx.model = &model;
   ctx.optimizer = &trainable.optimizer();
   ctx.max_epochs = planned_epochs;
@@ -181,6 +182,9 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     callbacks.each([&](Hook& h) { h.on_fit_end(ctx); });
   } catch (const std::exception& e) {
     logger.end_progress();
+    // the run's own record of why it ended (graft's main prints the same line on stderr)
+    const std::string what = e.what();
+    out.log_to_file(log::Level::error, what.substr(0, what.find('\n')));
     callbacks.exception(ctx, e);
     if (report) {
       try {

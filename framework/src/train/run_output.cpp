@@ -100,6 +100,10 @@ void RunOutput::log_step(const std::string& line) {
   }
 }
 
+void RunOutput::log_to_file(log::Level level, const std::string& line) {
+  if (log_file_) log_file_->write(level, line);
+}
+
 void RunOutput::progress(std::int64_t epoch, std::int64_t epochs, std::int64_t batch, std::int64_t batches, double loss,
                          double img_per_s, double eta) {
   if (!bar_) return;

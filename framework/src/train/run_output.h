@@ -43,6 +43,8 @@ class RunOutput {
   /// A periodic training line: logged when there is no progress bar, else to train.log only.
   /// (train.log gets every line graft logs while this object lives.)
   void log_step(const std::string& line);
+  /// A line to train.log alone (not to stderr), e.g. the error that ends the run.
+  void log_to_file(log::Level level, const std::string& line);
   void progress(std::int64_t epoch, std::int64_t epochs, std::int64_t batch, std::int64_t batches, double loss,
                 double img_per_s, double eta_seconds);
   /// Clears the progress bar line (before other output).
