@@ -197,9 +197,7 @@ int cmd_check(const RecipeArgs& args) {
   std::map<std::string, std::int64_t> origins;
   for (const auto& p : model.named_parameters()) origins[built.origin[p.key()]] += 1;
   // what torchvision publishes with the weights: preprocessing and class names
-  const Config w = l->recipe.root["model"]["weights"];
-  const Config from = w.is_map() ? w["from"] : w;
-  const auto tv = from.is_scalar() ? torchvision_model_of(from.scalar()) : "";
+  const auto tv = torchvision_model_of(l->recipe.root);
   const auto meta = tv.empty() ? std::nullopt : torchvision_meta(tv);
   const ParamCount count = count_parameters(model);
 

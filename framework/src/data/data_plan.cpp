@@ -231,9 +231,7 @@ Config eval_transforms_of(const Config& root, const Config& data) {
   const Config at = data["eval_transforms"];
   if (!at.is_scalar()) return at;
   if (at.scalar() != "pretrained") at.fail("expected a list of transforms, or pretrained");
-  const Config w = root["model"]["weights"];
-  const Config from = w.is_map() ? w["from"] : w;
-  const auto model = from.is_scalar() ? torchvision_model_of(from.scalar()) : "";
+  const auto model = torchvision_model_of(root);
   const auto meta = model.empty() ? std::nullopt : torchvision_meta(model);
   if (!meta) at.fail("pretrained: the evaluation preprocessing of torchvision's weights needs model.weights: torchvision:NAME");
   return parse_yaml_text(meta->transforms_yaml(), at.where().str() + ": data.eval_transforms: pretrained (torchvision:" +

@@ -83,7 +83,10 @@ std::optional<PretrainedMeta> torchvision_meta(const std::string& model) {
   return m;
 }
 
-std::string torchvision_model_of(const std::string& source) {
+std::string torchvision_model_of(const Config& recipe_root) {
+  const Config w = recipe_root["model"]["weights"];
+  const Config from = w.is_map() ? w["from"] : w;
+  const std::string source = from.is_scalar() ? from.scalar() : "";
   return source.rfind("torchvision:", 0) == 0 ? source.substr(12) : "";
 }
 

@@ -66,9 +66,7 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry) {
       if (list.is_null()) continue;
       if (std::string(key) == "eval_transforms" && list.is_scalar() && list.scalar() == "pretrained") {
         // torchvision's preprocessing for model.weights: checked where the data is opened
-        const Config w = root["model"]["weights"];
-        const Config from = w.is_map() ? w["from"] : w;
-        if (!from.is_scalar() || !torchvision_meta(torchvision_model_of(from.scalar())))
+        if (!torchvision_meta(torchvision_model_of(root)))
           list.fail("pretrained: the evaluation preprocessing of torchvision's weights needs model.weights: torchvision:NAME");
         continue;
       }

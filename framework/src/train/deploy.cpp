@@ -63,13 +63,6 @@ Recipe recipe_of(const train::Checkpoint& c) {
   return r;
 }
 
-/// The torchvision model whose published weights (and so whose metadata) a recipe loads.
-std::string torchvision_model(const Recipe& r) {
-  const Config w = r.root["model"]["weights"];
-  const Config from = w.is_map() ? w["from"] : w;
-  return from.is_scalar() ? torchvision_model_of(from.scalar()) : "";
-}
-
 std::string color_mode_of(const Recipe& r) {
   const Config d = r.root["data"]["dataset"];
   return d.is_map() && d.has("mode") ? d["mode"].scalar() : "keep";
@@ -107,7 +100,7 @@ TrainedModel load_trained(const std::string& path, const Recipe* given, Registry
   info.recipe_yaml = m.recipe.root.to_yaml();
   info.source = path;
   info.color_mode = color_mode_of(m.recipe);
-  const std::string tv = torchvision_model(m.recipe);
+  const std::string tv = torchvision_model_of(m.recipe.root);
   const auto meta = tv.empty() ? std::nullopt : torchvision_meta(tv);
   json transforms = json::array();
   const bool has_data = !m.recipe.root["data"].is_null();

@@ -38,8 +38,9 @@ struct PretrainedMeta {
 };
 /// The metadata of `torchvision:NAME` weights; nullopt for a model torchvision does not publish.
 std::optional<PretrainedMeta> torchvision_meta(const std::string& model);
-/// The torchvision model named by a weights source ("torchvision:resnet18" -> "resnet18"), or "".
-std::string torchvision_model_of(const std::string& source);
+/// The torchvision model whose published weights a recipe's `model.weights` loads
+/// (`torchvision:resnet18`, or a map with `from: torchvision:resnet18` -> "resnet18"), or "".
+std::string torchvision_model_of(const Config& recipe_root);
 /// ImageNet-1k's category names, position = class index, as torchvision's weights' meta.
 const std::vector<std::string>& imagenet_categories();
 
