@@ -62,6 +62,8 @@ struct PredictArgs {
 };
 
 // deploy.cpp
+/// A recipe file (.yaml, .yml), as opposed to a model or weights file.
+bool is_recipe_path(const std::string& path);
 int cmd_export(const ExportArgs& args);
 int cmd_predict(const PredictArgs& args);
 int cmd_convert(const ConvertArgs& args);

@@ -17,15 +17,11 @@ using nlohmann::json;
 
 namespace graft::cli {
 
-namespace {
-
-bool is_recipe(const std::string& path) {
+bool is_recipe_path(const std::string& path) {
   const auto dot = path.rfind('.');
   const std::string ext = dot == std::string::npos ? "" : path.substr(dot);
   return ext == ".yaml" || ext == ".yml";
 }
-
-}  // namespace
 
 int cmd_export(const ExportArgs& args) {
   if (args.format == "state_dict") {
@@ -65,7 +61,7 @@ int cmd_predict(const PredictArgs& args) {
   if (!args.checkpoint.empty()) {
     // graft predict [RECIPE] --checkpoint CKPT IMAGE...
     std::optional<Recipe> recipe;
-    if (!inputs.empty() && is_recipe(inputs.front())) {
+    if (!inputs.empty() && is_recipe_path(inputs.front())) {
       recipe = load_recipe(inputs.front(), args.overrides);
       registry.scan(recipe->plugin_paths, Registry::Source::recipe);
       inputs.erase(inputs.begin());
@@ -89,7 +85,7 @@ int cmd_predict(const PredictArgs& args) {
   } else {
     // graft predict MODEL.pt IMAGE...
     if (inputs.empty()) throw Error::usage("predict: give a model (.pt, or a recipe with --checkpoint) and images");
-    if (is_recipe(inputs.front())) throw Error::usage(inputs.front() + ": a recipe needs --checkpoint CKPT");
+    if (is_recipe_path(inputs.front())) throw Error::usage(inputs.front() + ": a recipe needs --checkpoint CKPT");
     model_name = inputs.front();
     auto script = std::make_shared<ScriptModel>(ScriptModel::load(inputs.front(), &info));
     inputs.erase(inputs.begin());

@@ -102,17 +102,12 @@ std::string shape_text(const torch::Tensor& t) { return fmt::format("[{}]", fmt:
 
 }  // namespace
 
-static bool is_recipe_file(const std::string& path) {
-  const auto ext = fs::path(path).extension().string();
-  return ext == ".yaml" || ext == ".yml";
-}
-
 int cmd_features(const FeaturesArgs& args) {
   if (args.layers.empty()) throw Error::usage("--layers: give at least one dotted path (e.g. --layers layer3,layer4.1.conv2)");
   if (args.images.empty()) throw Error::usage("graft features: give at least one image file");
   // RECIPE [--checkpoint CKPT], or an exported MODEL.pt: its graft.json's recipe rebuilds
   // the model, which takes the file's weights (a TorchScript module has no taps of its own)
-  const bool exported = !is_recipe_file(args.recipe);
+  const bool exported = !is_recipe_path(args.recipe);
   Registry registry;
   registry.scan(Registry::default_search_path());
   Recipe recipe;
