@@ -2,7 +2,7 @@
 """Checks the dependency rules of graft's source tree (README, "Layout"):
 
 - framework/src is a folder per layer, and a file includes nothing of a higher layer:
-  config < registry < io < model < data < deploy < train;
+  config < registry < io < model < data < deploy < dist < train;
 - a host header (graft/host/X.h) belongs to the layer of its source unit;
 - plugins (plugins/, tests/fixtures/, tests/out_of_tree/) include only the SDK (graft/X.h),
   never graft/host/ nor graft_core's private headers;
@@ -15,14 +15,14 @@ import re
 import sys
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), ".."))
-LAYERS = ["config", "registry", "io", "model", "data", "deploy", "train"]
+LAYERS = ["config", "registry", "io", "model", "data", "deploy", "dist", "train"]
 # graft/host/<header> -> the layer of the unit that implements it
 HOST = {
     "recipe": "config", "registry": "registry", "serialize": "io", "download": "io", "sha256": "io",
     "build": "model", "weights": "model", "surgery": "model", "summary": "model",
     "data_plan": "data", "loader": "data", "optimizer_plan": "train", "check": "train", "trainer": "train",
     "logging": "config", "runtime": "train", "script": "deploy", "deploy": "train", "png": "io",
-    "report": "train",
+    "report": "train", "dist": "dist",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
 

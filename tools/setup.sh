@@ -9,7 +9,7 @@ PACKAGES=(
   # graft's dependencies
   libtorch-dev libyaml-cpp-dev libboost-dev libboost-filesystem-dev libboost-test-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcurl4-openssl-dev
-  libpng-dev libjpeg-dev zlib1g-dev libisal-dev
+  libpng-dev libjpeg-dev zlib1g-dev libisal-dev libgloo-dev
   # fast BLAS (Debian's default is the slow reference BLAS)
   libopenblas0-pthread
   # data and the Python oracle used by the tests

@@ -70,11 +70,25 @@ class Counting : public graft::Metric {
     seen_ = s.get<std::int64_t>("seen");
     load_sums(s);
   }
+  // Another rank's counts of the same pass: added.
+  void merge(const graft::State& other) override {
+    if (other.get<std::int64_t>("seen") == 0) return;
+    if (seen_ == 0) {
+      load_state(other);
+      return;
+    }
+    if (other.get<std::int64_t>("classes") != classes_)
+      throw graft::Error::runtime(who_ + ": another rank's batches had " + std::to_string(other.get<std::int64_t>("classes")) +
+                                  " classes, this rank's " + std::to_string(classes_));
+    seen_ += other.get<std::int64_t>("seen");
+    add_sums(other);
+  }
 
  protected:
   virtual void clear() = 0;  // classes_ is already set (0 after reset())
   virtual void save_sums(graft::State& s) const = 0;
   virtual void load_sums(const graft::State& s) = 0;
+  virtual void add_sums(const graft::State& s) = 0;
   virtual void count(const torch::Tensor& logits, const torch::Tensor& target) = 0;
 
   std::string who_;
@@ -106,6 +120,11 @@ class Accuracy : public Counting {
     if (s.get<std::vector<std::int64_t>>("ks") != ks_) throw graft::Error::runtime("saved for other ks than the recipe's");
     correct_ = s.get<std::vector<std::int64_t>>("correct");
     if (correct_.size() != ks_.size()) throw graft::Error::runtime("'correct' does not match 'ks'");
+  }
+  void add_sums(const graft::State& s) override {
+    const auto more = s.get<std::vector<std::int64_t>>("correct");
+    if (more.size() != correct_.size()) throw graft::Error::runtime("'correct' does not match 'ks'");
+    for (std::size_t i = 0; i < more.size(); ++i) correct_[i] += more[i];
   }
 
   void count(const torch::Tensor& x, const torch::Tensor& t) override {
@@ -142,6 +161,11 @@ class Confusion : public Counting {
     const auto c = s.get<torch::Tensor>("counts");
     if (c.sizes() != counts_.sizes()) throw graft::Error::runtime("'counts' does not match 'classes'");
     counts_ = c.to(torch::kLong).clone();
+  }
+  void add_sums(const graft::State& s) override {
+    const auto c = s.get<torch::Tensor>("counts");
+    if (c.sizes() != counts_.sizes()) throw graft::Error::runtime("'counts' does not match 'classes'");
+    counts_ += c.to(torch::kLong);
   }
 
   void count(const torch::Tensor& x, const torch::Tensor& t) override {

@@ -12,6 +12,8 @@
 #include "graft/model.h"
 #include "graft/host/build.h"
 #include "graft/host/check.h"
+#include "graft/host/dist.h"
+#include "graft/host/logging.h"
 #include "graft/host/optimizer_plan.h"
 #include "graft/host/recipe.h"
 #include "graft/host/registry.h"
@@ -248,14 +250,36 @@ int cmd_check(const RecipeArgs& args) {
 }
 
 int cmd_train(const RecipeArgs& args) {
+  // one rank of a multi-process run (graft launch, torchrun): its lines say which; the
+  // ranks other than 0 log warnings and errors only
+  const auto env = dist::Env::from_environment();
+  const bool many = env && env->distributed();
+  if (many) {
+    log_prefix(fmt::format("[rank {}] ", env->rank));
+    if (env->rank != 0) log_to_stderr(log::Level::warn);
+  }
   auto l = load(args);
   TrainOptions options;
   options.run_dir = args.run_dir;
   if (args.progress >= 0) options.progress = args.progress == 1;
+  if (many && env->rank != 0) options.progress = false;
   options.resume = args.resume;
   options.resume_weights_only = args.resume_weights_only;
-  configure_cpu_for(l->recipe);
-  const FitResult r = fit(l->recipe, l->registry, options);
+  options.dist = env;
+  const Config threads = l->recipe.root["trainer"]["threads"];
+  if (many && (threads.is_null() || (threads.is_scalar() && threads.as<std::string>() == "auto")))
+    configure_cpu(std::max(1, resolve_threads(threads) / env->local_world));  // the node's cores, shared
+  else
+    configure_cpu_for(l->recipe);
+  FitResult r;
+  try {
+    r = fit(l->recipe, l->registry, options);
+  } catch (const Error& e) {
+    // a rank's last line says which rank it is (the group's own errors already do)
+    const std::string tag = fmt::format("rank {}/", env ? env->rank : 0);
+    if (!many || e.message().rfind(tag, 0) == 0) throw;
+    throw Error(e.kind(), fmt::format("[rank {}] {}", env->rank, e.message()), e.where());
+  }
   if (args.json) {
     json out = {{"run_dir", r.run_dir},         {"epochs", r.epochs},   {"steps", r.steps},
                 {"stop_reason", r.stop_reason}, {"seconds", r.seconds}, {"metrics", r.metrics},

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "launch.h"
 #include "graft/error.h"
 #include "graft/host/logging.h"
 #include "graft/version.h"
@@ -120,6 +121,18 @@ int main(int argc, char** argv) {
   report->add_option("run_dirs", report_args.run_dirs, "run dirs (several: overlaid)")->required();
   report->add_option("-o,--out", report_args.out, "output file (default RUN_DIR/report.html, or ./report.html for several)");
 
+  graft::cli::LaunchArgs launch_args;
+  auto* launch = app.add_subcommand("launch", "start the ranks of a multi-process run on this node (torchrun without Python)");
+  launch->add_option("--nproc-per-node", launch_args.nproc_per_node, "ranks on this node (default 1)");
+  launch->add_option("--nnodes", launch_args.nnodes, "nodes of the run (default 1)");
+  launch->add_option("--node-rank", launch_args.node_rank, "this node's number in [0, nnodes) (default 0)");
+  launch->add_option("--master", launch_args.master, "ADDR:PORT of node 0 (default, one node: 127.0.0.1 and a free port)");
+  launch->add_option("--max-restarts", launch_args.max_restarts, "restart the whole group with --resume auto up to K times");
+  launch->add_option("--rdzv-timeout", launch_args.rdzv_timeout, "seconds to reach the master and meet every rank (default 60)");
+  launch->add_option("--timeout", launch_args.timeout, "seconds a collective may wait for the other ranks (default 1800)");
+  launch->add_option("--grace", launch_args.grace_seconds, "seconds between SIGTERM and SIGKILL to the ranks of a failed group (default 30)");
+  launch->add_option("command", launch_args.command, "after --: train RECIPE [--set ...] [--run-dir DIR] [--resume auto]")->required();
+
   auto* version = app.add_subcommand("version", "graft, plugin ABI and LibTorch versions");
   version->add_flag("--json", json, "print one JSON object on stdout");
 
@@ -157,14 +170,15 @@ int main(int argc, char** argv) {
     if (predict->parsed()) return graft::cli::cmd_predict(predict_args);
     if (convert->parsed()) return graft::cli::cmd_convert(convert_args);
     if (version->parsed()) return graft::cli::cmd_version(json);
+    if (launch->parsed()) return graft::cli::cmd_launch(launch_args);
     if (features->parsed()) return graft::cli::cmd_features(features_args);
     if (report->parsed()) return graft::cli::cmd_report(report_args);
   } catch (const graft::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << std::string("error: ") + e.what() + "\n";  // one write: ranks share the terminal
     return e.exit_code();
   } catch (const std::exception& e) {
     std::string what = e.what();
-    std::cerr << "error: " << what.substr(0, what.find('\n')) << "\n";
+    std::cerr << "error: " + what.substr(0, what.find('\n')) + "\n";
     return 1;
   }
   return 2;

@@ -63,6 +63,14 @@ struct TrainContext {
   bool stop_requested = false;
   std::string stop_reason;
   int exit_code = 0;  ///< non-zero: interrupted (request_interrupt)
+
+  /// Multi-process runs (graft launch, torchrun): this process's rank and the number of
+  /// ranks. Every rank runs every hook; only rank 0 has a run_dir (it owns the run's
+  /// files). inputs/targets/output/loss are this rank's share of the batch; metrics are
+  /// the whole group's at the end of an epoch and of a validation pass. A stop request
+  /// or an interrupt on any rank stops every rank at the same step.
+  int rank = 0;
+  int world = 1;
 };
 
 /// Every stage a no-op: a hook overrides the ones it needs. Its state, if any, goes into

@@ -43,6 +43,15 @@ class Metric : public Stateful {
   /// Named values, e.g. {"top1": 0.93}; fractions in [0, 1] for accuracies. The trainer
   /// prefixes them with the pass ("val/top1").
   virtual std::map<std::string, double> compute() const = 0;
+  /// Multi-process runs: each rank accumulated its own share of the samples; before
+  /// compute(), every rank merges the others' save_state() into its own, in rank order,
+  /// so that all ranks compute the values of the whole pass. A metric whose state is
+  /// running sums adds them. The default refuses (the run stops with one line naming the
+  /// metric): a metric must say how its states combine to be used over several ranks.
+  virtual void merge(const State& other) {
+    (void)other;
+    throw Error::usage("this metric cannot combine the sums of several ranks (it does not implement merge())");
+  }
   /// A text block for the final report (a confusion matrix, per-class accuracy), or "".
   /// `classes` are the class names, position = index.
   virtual std::string report(const std::vector<std::string>& classes) const { return {}; }

@@ -45,8 +45,15 @@ class Logger {
 
   bool enabled(spdlog::level::level_enum level) const { return logger_.should_log(level); }
   void write(spdlog::level::level_enum level, const std::string& line) {
-    logger_.log(spdlog::source_loc{}, level, spdlog::string_view_t(line));
+    if (prefix_.empty()) {
+      logger_.log(spdlog::source_loc{}, level, spdlog::string_view_t(line));
+      return;
+    }
+    const std::string tagged = prefix_ + line;
+    logger_.log(spdlog::source_loc{}, level, spdlog::string_view_t(tagged));
   }
+  /// Set once, before any thread logs (the program's start).
+  void prefix(std::string p) { prefix_ = std::move(p); }
 
   void add(const std::shared_ptr<spdlog::sinks::sink>& sink) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -85,6 +92,7 @@ class Logger {
   std::mutex mutex_;  // sinks_ and the level derived from them
   std::vector<std::shared_ptr<spdlog::sinks::sink>> sinks_;
   std::shared_ptr<spdlog::sinks::sink> stderr_;
+  std::string prefix_;
 };
 
 /// Never destroyed: plugins and static destructors may log while the process exits.
@@ -100,6 +108,8 @@ void log::write(Level level, const std::string& line) { logger().write(to_spdlog
 bool log::enabled(Level level) { return logger().enabled(to_spdlog(level)); }
 
 void log_to_stderr(log::Level min) { logger().to_stderr(to_spdlog(min)); }
+
+void log_prefix(const std::string& prefix) { logger().prefix(prefix); }
 
 LogFile::LogFile(const std::string& path, bool append, log::Level min) : path_(path), sink_(std::make_shared<Sink>()) {
   try {

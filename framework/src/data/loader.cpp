@@ -52,10 +52,11 @@ struct Loader::Impl {
   std::vector<std::shared_ptr<Transform>> transforms;
   LoaderOptions options;
 
-  // The epoch being served.
+  // The epoch being served: this rank's samples; batch b starts at order[base + (b - first) * batch_size].
   std::int64_t epoch = 0;
   std::vector<std::int64_t> order;
-  std::int64_t first = 0, next_batch = 0, end_batch = 0;
+  std::int64_t first = 0, base = 0, next_batch = 0, end_batch = 0;
+  std::int64_t offset = 0;  // samples of the epoch (all ranks) before `first`
   bool started = false;
   std::exception_ptr failed;
 
@@ -71,7 +72,7 @@ struct Loader::Impl {
   std::vector<std::thread> threads;
 
   Batch make_batch(std::int64_t b) const {
-    const auto begin = b * options.batch_size;
+    const auto begin = base + (b - first) * options.batch_size;
     const auto end = std::min<std::int64_t>(begin + options.batch_size, static_cast<std::int64_t>(order.size()));
     Batch batch;
     std::vector<torch::Tensor> inputs;
@@ -126,6 +127,25 @@ struct Loader::Impl {
     }
   }
 
+  /// Serves batches first..end-1 of `epoch` from `mine` (this rank's samples; batch
+  /// `first` starts at mine[base_at]); stops any epoch in progress.
+  void serve(std::int64_t e, std::vector<std::int64_t> mine, std::int64_t first_batch, std::int64_t base_at,
+             std::int64_t offset_at, std::int64_t end) {
+    stop();
+    epoch = e;
+    order = std::move(mine);
+    first = next_batch = first_batch;
+    base = base_at;
+    offset = offset_at;
+    end_batch = end;
+    started = true;
+    failed = nullptr;
+    const auto n = std::min<std::int64_t>(options.workers, end - first_batch);
+    if (n <= 0) return;
+    queues.resize(static_cast<std::size_t>(n));
+    for (std::size_t w = 0; w < static_cast<std::size_t>(n); ++w) threads.emplace_back([this, w] { work(w); });
+  }
+
   void stop() {
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -155,9 +175,33 @@ Loader::~Loader() { impl_->stop(); }
 
 std::int64_t Loader::size() const { return impl_->data->size(); }
 
-std::int64_t Loader::batches_per_epoch() const {
-  const auto n = size(), bs = impl_->options.batch_size;
-  return impl_->options.drop_last ? n / bs : (n + bs - 1) / bs;
+namespace {
+
+// This rank's share of an epoch's `n` samples (from the order's `offset`-th on).
+std::int64_t share(const LoaderOptions& o, std::int64_t n) {
+  if (o.world <= 1) return n;
+  if (o.pad) return (n + o.world - 1) / o.world;
+  return n > o.rank ? (n - o.rank + o.world - 1) / o.world : 0;
+}
+
+std::int64_t batches_of(const LoaderOptions& o, std::int64_t samples) {
+  const auto bs = o.batch_size;
+  return o.drop_last ? samples / bs : (samples + bs - 1) / bs;
+}
+
+}  // namespace
+
+std::int64_t Loader::batches_per_epoch() const { return batches_of(impl_->options, share(impl_->options, size())); }
+
+std::int64_t Loader::epoch_samples() const {
+  const auto& o = impl_->options;
+  return o.world > 1 && o.pad ? share(o, size()) * o.world : size();
+}
+
+std::int64_t Loader::samples_done(std::int64_t batch) const {
+  const auto& m = *impl_;
+  const auto served = m.offset + (batch + 1 - m.first) * m.options.batch_size * m.options.world;
+  return std::min(served, epoch_samples());
 }
 
 const LoaderOptions& Loader::options() const { return impl_->options; }
@@ -174,25 +218,48 @@ std::vector<std::int64_t> Loader::order(std::int64_t epoch) const {
   return order;
 }
 
-void Loader::start(std::int64_t epoch, std::int64_t first_batch) {
+namespace {
+
+// Rank r's samples of `all` from `offset` on: padded by repeating the start to a multiple of
+// the world size (when pad), then every world-th from the r-th.
+std::vector<std::int64_t> deal(const LoaderOptions& o, const std::vector<std::int64_t>& all, std::int64_t offset) {
+  std::vector<std::int64_t> rest(all.begin() + std::min<std::int64_t>(offset, static_cast<std::int64_t>(all.size())), all.end());
+  if (o.world <= 1) return rest;
+  if (o.pad && !rest.empty())
+    for (std::size_t i = 0; rest.size() % static_cast<std::size_t>(o.world) != 0; ++i) rest.push_back(rest[i]);
+  std::vector<std::int64_t> mine;
+  for (std::size_t i = static_cast<std::size_t>(o.rank); i < rest.size(); i += static_cast<std::size_t>(o.world))
+    mine.push_back(rest[i]);
+  return mine;
+}
+
+}  // namespace
+
+std::int64_t Loader::start_at_sample(std::int64_t epoch, std::int64_t offset) {
   auto& m = *impl_;
-  m.stop();
+  if (offset < 0 || offset > epoch_samples())
+    throw Error::usage("cannot start at sample " + std::to_string(offset) + " of an epoch of " +
+                       std::to_string(epoch_samples()) + " samples");
+  // samples padded in by the earlier world size are already past: the order itself goes on
+  const auto rest = deal(m.options, order(epoch), std::min(offset, size()));
+  const auto first = std::max<std::int64_t>(0, batches_per_epoch() - batches_of(m.options, static_cast<std::int64_t>(rest.size())));
+  const auto batches = batches_of(m.options, static_cast<std::int64_t>(rest.size()));
+  auto mine = rest;
+  if (m.options.drop_last) mine.resize(static_cast<std::size_t>(batches * m.options.batch_size));
+  m.serve(epoch, std::move(mine), first, 0, offset, first + batches);
+  return first;
+}
+
+void Loader::start(std::int64_t epoch, std::int64_t first_batch) {
   const auto batches = batches_per_epoch();
   if (epoch < 0) throw Error::usage("epoch must not be negative, got " + std::to_string(epoch));
   if (first_batch < 0 || first_batch > batches)
     throw Error::usage("cannot start at batch " + std::to_string(first_batch) + " of an epoch of " +
                        std::to_string(batches) + " batches");
-  m.epoch = epoch;
-  m.order = order(epoch);
-  if (m.options.drop_last) m.order.resize(static_cast<std::size_t>(batches * m.options.batch_size));
-  m.first = m.next_batch = first_batch;
-  m.end_batch = batches;
-  m.started = true;
-  m.failed = nullptr;
-  const auto workers = std::min<std::int64_t>(m.options.workers, batches - first_batch);
-  if (workers <= 0) return;
-  m.queues.resize(static_cast<std::size_t>(workers));
-  for (std::size_t w = 0; w < static_cast<std::size_t>(workers); ++w) m.threads.emplace_back([&m, w] { m.work(w); });
+  const auto& o = impl_->options;
+  auto mine = deal(o, order(epoch), 0);
+  if (o.drop_last) mine.resize(static_cast<std::size_t>(batches * o.batch_size));
+  impl_->serve(epoch, std::move(mine), first_batch, first_batch * o.batch_size, first_batch * o.batch_size * o.world, batches);
 }
 
 std::optional<Batch> Loader::next() {

@@ -100,6 +100,8 @@ const Schema& trainer_schema() {
       KeySpec("threads", ValueType::any, "auto", "intra-op CPU threads: a number, or auto (= cores)"),
       KeySpec("amp", ValueType::string, "~", "mixed precision on CUDA: bf16 or fp16 (with loss scaling)").choices({"bf16", "fp16", "none"}),
       KeySpec("channels_last", false, "keep 4-D activations in channels-last memory format"),
+      KeySpec("dist_backend", "auto", "multi-process runs: gloo (CPU), nccl (CUDA), or auto").choices({"auto", "gloo", "nccl"}),
+      KeySpec("bucket_mb", 25.0, "multi-process runs: gradients are all-reduced in buckets of this size").min(0.001),
       KeySpec("test", true, "evaluate on the test split at the end and write the final report"),
       KeySpec("stop_on_nan", true, "stop with an error on a non-finite loss"),
       KeySpec("run_dir", "", "where the run writes, relative to the working directory (default runs/<recipe>-<date-time>; --run-dir wins)"),

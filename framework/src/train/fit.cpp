@@ -24,6 +24,7 @@
 #include "train/run_output.h"
 #include "train/run_report.h"
 #include "schedule_driver.h"
+#include "group_sync.h"
 #include "session.h"
 #include "step_logger.h"
 #include "train_loop.h"
@@ -58,6 +59,16 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   const Plan used = check_recipe(recipe, registry);
   Session s(recipe, registry);
   const Settings& st = s.settings;
+  // a multi-process run: join the group first (every rank reads the same recipe)
+  if (options.dist && options.dist->distributed()) {
+    if (st.devices.all.size() > 1)
+      st.node["device"].fail("a list of devices (DataParallel) and several processes exclude each other: each rank uses one device");
+    if (st.devices.main.is_cuda()) s.settings.devices.main = s.settings.devices.all.front() = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(options.dist->local_rank));
+    s.sync = GroupSync(dist::Group::connect(*options.dist, st.dist_backend, st.devices.main.is_cuda()));
+    log::info("joined the {} process group: {} at {}:{}", s.sync.group()->backend(), options.dist->who(),
+              options.dist->master_addr, options.dist->master_port);
+  }
+  const GroupSync& sync = s.sync;
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
   if (recipe.root["optimizer"].is_null()) recipe.root.fail("a recipe to train needs an optimizer: section");
   if (!options.resume.empty() && !options.resume_weights_only.empty())
@@ -67,14 +78,15 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
 
   // which checkpoint to resume from: found before anything is written
   FitResult result;
-  ResumePoint resume = find_resume(recipe, options, options.run_dir.empty() ? st.run_dir : options.run_dir);
+  ResumePoint resume = find_resume_in_group(sync, recipe, options, options.run_dir.empty() ? st.run_dir : options.run_dir);
   const auto& from = resume.from;
   if (from) {
     result.resumed_from = from->path();
     // the checkpoint holds every weight: the pretrained source is not read again
     s.recipe.root = merge(recipe.root, parse_yaml_text("model: {weights: ~}", "--resume"));
   }
-  RunOutput out(options.write_run_dir ? (resume.run_dir.empty() ? default_run_dir(recipe) : resume.run_dir) : "",
+  // rank 0 owns the run dir's files
+  RunOutput out(options.write_run_dir && sync.leader() ? (resume.run_dir.empty() ? default_run_dir(recipe) : resume.run_dir) : "",
                 options.progress, from ? from->step() : -1);
   result.run_dir = out.dir();
   out.write_text("recipe.yaml", "# resolved from " + recipe.file + "\n" + recipe.root.to_yaml());
@@ -82,6 +94,11 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
 
   s.build();
   auto& model = s.model();
+  if (sync.active()) {
+    s.data.train_options.rank = s.data.eval_options.rank = sync.rank();
+    s.data.train_options.world = s.data.eval_options.world = sync.world();
+    s.data.eval_options.pad = false;  // every evaluated sample once
+  }
   if (s.built.weights) log::info("weights: {}: {}", s.built.weights->file, s.built.weights->summary());
   for (const auto& line : s.built.changes) log::info("model: {}", line);
   log::info("data: {}", s.data.description);
@@ -100,7 +117,20 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   const std::int64_t planned_steps =
       st.max_steps > 0 ? std::min(st.max_steps, st.epochs * steps_per_epoch) : st.epochs * steps_per_epoch;
   const std::int64_t planned_epochs = (planned_steps + steps_per_epoch - 1) / steps_per_epoch;
-  if (from && from->batch() > batches)
+  // a checkpoint of another world size or batch size: the rest of its epoch is dealt anew
+  const std::int64_t batch_size = s.data.train_options.batch_size;
+  const bool resplit = from && from->samples() >= 0 && from->batch() > 0 &&
+                       (from->world() != sync.world() || from->batch_size() != batch_size);
+  if (from && from->samples() >= 0 && (from->world() != sync.world() || from->batch_size() != batch_size)) {
+    log::info("{} was written by {} rank(s) of batch {}; this run has {} of batch {}: it goes on from sample {} of epoch {}, "
+              "the rest of the epoch re-split over {} rank(s)",
+              from->path(), from->world(), from->batch_size(), sync.world(), batch_size, from->samples(), from->epoch() + 1,
+              sync.world());
+    if (from->world() * from->batch_size() != sync.world() * batch_size)
+      log::warn("the global batch changes from {} to {} samples per step (the learning rate is not rescaled)",
+                from->world() * from->batch_size(), sync.world() * batch_size);
+  }
+  if (from && !resplit && from->batch() > batches)
     throw Error::usage(fmt::format("{}: saved at batch {} of an epoch, but an epoch now has {} batches (data or batch_size changed)",
                                    from->path(), from->batch(), batches));
   schedule.setup(steps_per_epoch, planned_steps, planned_epochs);
@@ -115,6 +145,8 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   ctx.max_steps = st.max_steps;
   ctx.batches_per_epoch = batches;
   ctx.run_dir = out.dir();
+  ctx.rank = sync.rank();
+  ctx.world = sync.world();
   LossScaler scaler(st.amp.scaling);
   EpochSums sums;
   auto train_metrics = make_metrics(recipe, registry);
@@ -128,7 +160,11 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     for (std::int64_t e = 1; e <= std::min(last_started, planned_epochs - 1); ++e)
       if (trainable.scheduled()) trainable.advance(e, e * steps_per_epoch);
     seconds_before = from->restore(parts);
-    s.execution().after_update();
+    if (!sync.leader()) {  // rank 0 holds the group's running sums of the epoch; the others start anew
+      sums = EpochSums{};
+      for (auto& m : train_metrics) m->reset();
+    }
+    s.execution().after_load();
     schedule.apply(trainable.optimizer(), trainable.groups());
     log::info("resumed from {}: epoch {}, batch {}/{}, step {}", from->path(), from->epoch() + 1, from->batch(), batches,
               from->step());
@@ -140,9 +176,14 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
 
   StepLogger logger(out, st.log_every, planned_epochs, seconds_before, started);
   OptimizerStep optimizer_step(st, batches, s.execution(), scaler, callbacks);
-  CheckpointSaver saver(out, callbacks);
+  CheckpointSaver saver(out, callbacks, sync, options.write_run_dir);
   auto checkpoint = [&](SavePoint at, std::int64_t epoch, std::int64_t batch) {
-    return write_checkpoint(parts, SavePosition{at, epoch, batch, batches, logger.seconds()}, recipe, used);
+    const GroupTotals totals(sync, train_metrics, sums);  // the epoch's sums of every rank
+    SavePosition pos{at, epoch, batch, batches, logger.seconds()};
+    pos.samples = batch == 0 ? 0 : loader.samples_done(batch - 1);
+    pos.world = sync.world();
+    pos.batch_size = batch_size;
+    return write_checkpoint(parts, pos, recipe, used);
   };
   TrainLoop loop(LoopUnits{s, trainable, schedule, callbacks, optimizer_step, saver, logger, loader, train_metrics, ctx, sums,
                            checkpoint},
@@ -154,7 +195,8 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       from->restore_rng();
       resume.from->release();  // all of it is in the run's state now: free its tensors
     }
-    const LoopEnd end = loop.run(from ? from->epoch() : 0, from ? from->batch() : 0, from.has_value());
+    const LoopEnd end = loop.run(from ? from->epoch() : 0, from ? from->batch() : 0, from.has_value(),
+                                 resplit ? from->samples() : -1);
     result.epochs = end.epochs;
     result.steps = ctx.step;
     result.metrics = ctx.metrics;
@@ -167,6 +209,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
       log::warn("{} at epoch {}, step {}: saved {}; go on with `graft train {} --resume auto{}` (exit code {})",
                 ctx.stop_reason, ctx.epoch + 1, ctx.step, result.checkpoint.empty() ? "nothing" : result.checkpoint,
                 recipe.file, out.dir().empty() ? "" : " --run-dir " + out.dir(), ctx.exit_code);
+      sync.barrier("the end of the run");
       return result;
     }
     result.stop_reason = !end.stop_reason.empty()                           ? end.stop_reason
@@ -185,6 +228,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     // the run's own record of why it ended (graft's main prints the same line on stderr)
     const std::string what = e.what();
     out.log_to_file(log::Level::error, what.substr(0, what.find('\n')));
+    if (sync.active()) sync.group()->announce_failure(what.substr(0, what.find('\n')));
     callbacks.exception(ctx, e);
     if (report) {
       try {
@@ -201,7 +245,11 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
     throw;
   }
   result.seconds = logger.seconds();
-  out.final_report(recipe.file, result);
+  if (sync.active())
+    log::info("waited {:.2f} s of {:.2f} s for other ranks' gradients (all-reduce not hidden behind backward)",
+              s.execution().waited_seconds(), result.seconds);
+  sync.barrier("the end of the run");
+  if (sync.leader()) out.final_report(recipe.file, result);
   if (report) report->end("finished", result.stop_reason, "", result.steps, result.seconds);
   return result;
 }

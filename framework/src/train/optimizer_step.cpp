@@ -27,6 +27,7 @@ bool OptimizerStep::backward(TrainContext& ctx, std::int64_t batch) {
   const std::int64_t group_start = batch - in_group_;
   const std::int64_t group_size = std::min(settings_.accumulate, batches_ - group_start);
   torch::Tensor loss = group_size > 1 ? ctx.loss / static_cast<double>(group_size) : ctx.loss;
+  execution_.before_backward(in_group_ + 1 >= group_size);
   scaler_.scaled(loss).backward();
   execution_.after_backward();
   ++in_group_;

@@ -111,3 +111,42 @@ ResumePoint find_resume(const Recipe& recipe, const TrainOptions& options, const
 }
 
 }  // namespace graft::train
+
+namespace graft::train {
+
+ResumePoint find_resume_in_group(const GroupSync& sync, const Recipe& recipe, const TrainOptions& options,
+                                 const std::string& run_dir) {
+  if (!sync.active()) return find_resume(recipe, options, run_dir);
+  // rank 0 chooses; the others read the file it chose (or fail as it failed)
+  ResumePoint point;
+  std::string word;
+  std::optional<Error> failed;
+  if (sync.leader()) {
+    try {
+      point = find_resume(recipe, options, run_dir);
+      word = "ok\n" + (point.from ? point.from->path() : "") + "\n" + point.run_dir;
+    } catch (const Error& e) {
+      failed = e;
+      word = std::string(e.kind() == Error::Kind::usage ? "usage\n" : "runtime\n") + e.what();
+    }
+  }
+  word = sync.from_leader(word, "choosing the checkpoint to resume from");
+  if (failed) throw *failed;
+  if (sync.leader()) return point;
+  const auto nl = word.find('\n');
+  const std::string status = word.substr(0, nl), rest = word.substr(nl + 1);
+  if (status != "ok")
+    throw Error(status == "usage" ? Error::Kind::usage : Error::Kind::runtime, "(rank 0) " + rest);
+  const std::string path = rest.substr(0, rest.find('\n'));
+  if (path.empty()) return point;
+  try {
+    point.from = Checkpoint::load(path);
+  } catch (const std::exception& e) {
+    throw Error::runtime(fmt::format("rank {}: cannot read {}, the checkpoint rank 0 resumes from (every rank needs "
+                                     "the run dir, e.g. on a shared file system): {}",
+                                     sync.rank(), path, e.what()));
+  }
+  return point;
+}
+
+}  // namespace graft::train

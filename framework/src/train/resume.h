@@ -9,6 +9,7 @@
 
 #include "graft/host/recipe.h"
 #include "graft/host/trainer.h"
+#include "group_sync.h"
 #include "train_state.h"
 
 namespace graft::train {
@@ -22,6 +23,10 @@ struct ResumePoint {
 /// A recipe whose model differs from the checkpoint's is refused (exit 2); other
 /// differences are logged as warnings.
 ResumePoint find_resume(const Recipe& recipe, const TrainOptions& options, const std::string& run_dir);
+
+/// The same for every rank of a group: rank 0 finds it, the others read the file it names.
+ResumePoint find_resume_in_group(const GroupSync& sync, const Recipe& recipe, const TrainOptions& options,
+                                 const std::string& run_dir);
 
 /// runs/<recipe name>-<date-time>, made unique.
 std::string default_run_dir(const Recipe& recipe);

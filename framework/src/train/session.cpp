@@ -39,7 +39,7 @@ void Session::build(const std::string& only_split) {
   metrics = make_metrics(recipe, registry);
 }
 
-void Session::start_execution() { execution_ = make_execution(built.module, settings); }
+void Session::start_execution() { execution_ = make_execution(built.module, settings, sync.group()); }
 
 PassResult Session::evaluate_pass(const std::shared_ptr<Dataset>& dataset, const std::string& split,
                                   const std::vector<std::shared_ptr<Metric>>& extra,
@@ -70,6 +70,9 @@ PassResult Session::evaluate_pass(const std::shared_ptr<Dataset>& dataset, const
     r.predicted.insert(r.predicted.end(), p.data_ptr<std::int64_t>(), p.data_ptr<std::int64_t>() + p.numel());
     r.confidence.insert(r.confidence.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   }
+  sync.sum(loss_sum, r.samples, "summing the " + split + " loss");
+  sync.merge(all, "merging the " + split + " metrics");
+  sync.gather(r);
   r.metrics["loss"] = r.samples ? loss_sum / static_cast<double>(r.samples) : 0.0;
   for (auto& m : all) {
     for (const auto& [k, v] : m->compute()) r.metrics[k] = v;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "execution.h"
+#include "group_sync.h"
 #include "graft/host/data_plan.h"
 #include "graft/metrics.h"
 #include "graft/host/build.h"
@@ -37,7 +38,8 @@ class Session {
   torch::nn::Module& model() { return *built.module.ptr(); }
   Execution& execution() { return *execution_; }
 
-  /// One pass over `dataset` in eval mode: mean loss and every metric. `forward` replaces
+  /// One pass over `dataset` in eval mode: mean loss and every metric (in a multi-process
+  /// run: over this rank's share, then the group's totals on every rank). `forward` replaces
   /// the execution's (an optimized TorchScript module of the same model, on the CPU).
   PassResult evaluate_pass(const std::shared_ptr<Dataset>& dataset, const std::string& split,
                            const std::vector<std::shared_ptr<Metric>>& extra = {},
@@ -49,6 +51,7 @@ class Session {
   BuiltModel built;
   DataPlan data;
   std::shared_ptr<Loss> loss;
+  GroupSync sync;  ///< a multi-process run's group (none: one process)
   std::vector<std::shared_ptr<Metric>> metrics;  ///< evaluation passes' (training has its own)
 
  private:

@@ -74,6 +74,8 @@ Settings Settings::parse(const Recipe& recipe) {
     }
   }
   s.channels_last = tr.get<bool>("channels_last");
+  s.dist_backend = tr.get<std::string>("dist_backend");
+  s.bucket_mb = tr.get<double>("bucket_mb");
   s.test = tr.get<bool>("test");
   s.stop_on_nan = tr.get<bool>("stop_on_nan");
   s.run_dir = tr.get<std::string>("run_dir");

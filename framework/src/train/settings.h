@@ -38,6 +38,8 @@ struct Settings {
   int threads = 1;
   Amp amp;
   bool channels_last = false;
+  std::string dist_backend = "auto";  ///< multi-process runs
+  double bucket_mb = 25;
   bool test = true;
   bool stop_on_nan = true;
   std::string run_dir;

@@ -20,7 +20,7 @@ void TrainLoop::save(SavePoint at, std::int64_t epoch, std::int64_t batch) {
   if (!path.empty()) last_checkpoint_ = path;
 }
 
-LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool resumed) {
+LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool resumed, std::int64_t start_sample) {
   auto& ctx = u_.ctx;
   auto& model = u_.session.model();
   const Settings& settings = u_.session.settings;
@@ -32,7 +32,7 @@ LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool 
   bool done = false;
   for (std::int64_t epoch = start_epoch; epoch < planned_epochs_ && !done; ++epoch) {
     const bool mid_epoch = resumed && epoch == start_epoch && start_batch > 0;
-    const std::int64_t first_batch = mid_epoch ? start_batch : 0;
+    std::int64_t first_batch = mid_epoch ? start_batch : 0;
     ctx.epoch = epoch;
     end.epochs = epoch + 1;
     if (epoch > 0 && u_.trainable.scheduled() && !mid_epoch && u_.trainable.advance(epoch, ctx.step)) {
@@ -49,7 +49,8 @@ LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool 
       for (auto& m : u_.metrics) m->reset();
       u_.callbacks.each([&](Hook& h) { h.on_epoch_start(ctx); });
     }
-    u_.loader.start(epoch, first_batch);
+    if (mid_epoch && start_sample >= 0) first_batch = u_.loader.start_at_sample(epoch, start_sample);
+    else u_.loader.start(epoch, first_batch);
     u_.logger.epoch_start(first_batch);
     u_.optimizer_step.epoch_start(u_.trainable.optimizer());
     bool complete = true;
@@ -67,24 +68,28 @@ LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool 
     if (end.interrupted) return end;
     end.end_epoch = complete ? epoch + 1 : epoch;
     end.end_batch = complete ? 0 : next_batch;
-    for (auto& m : u_.metrics)
-      for (const auto& [k, v] : m->compute()) ctx.metrics["train/" + k] = v;
+    {
+      const GroupTotals totals(u_.session.sync, u_.metrics, u_.sums);  // the epoch over every rank
+      for (auto& m : u_.metrics)
+        for (const auto& [k, v] : m->compute()) ctx.metrics["train/" + k] = v;
+      if (u_.sums.seen > 0) ctx.metrics["train/loss"] = u_.sums.loss_sum / static_cast<double>(u_.sums.seen);
+    }
     if (u_.session.data.val && settings.val_every > 0 &&
         ((epoch + 1) % settings.val_every == 0 || epoch + 1 == planned_epochs_ || done))
       validate();
     u_.logger.epoch_end(epoch, ctx.step, lr(), ctx.metrics);
     u_.callbacks.each([&](Hook& h) { h.on_epoch_end(ctx); });
     if (!u_.schedule.per_step()) u_.schedule.advance(ctx.metrics, u_.trainable.optimizer(), u_.trainable.groups());
-    if (ctx.stop_requested && !done) {
-      end.stop_reason = ctx.stop_reason.empty() ? "a hook asked to stop" : ctx.stop_reason;
-      done = true;
-    }
     if (complete) {
-      save(SavePoint::epoch, epoch + 1, 0);
+      save(SavePoint::epoch, epoch + 1, 0);  // (in a multi-process run, the ranks agree on a stop here)
       if (ctx.exit_code != 0) {
         end.interrupted = true;
         return end;
       }
+    }
+    if (ctx.stop_requested && !done) {
+      end.stop_reason = ctx.stop_reason.empty() ? "a hook asked to stop" : ctx.stop_reason;
+      done = true;
     }
   }
   return end;
@@ -141,7 +146,8 @@ bool TrainLoop::batch(std::int64_t epoch, std::int64_t b, Batch& data, LoopEnd& 
     complete = b + 1 == batches;
     return false;
   }
-  if (ctx.stop_requested) {
+  // a multi-process run stops where its ranks agreed (at a group's end, in save())
+  if (ctx.stop_requested && (group_end || !u_.session.sync.active())) {
     end.stop_reason = ctx.stop_reason.empty() ? "a hook asked to stop" : ctx.stop_reason;
     complete = b + 1 == batches;
     return false;

@@ -53,7 +53,9 @@ class TrainLoop {
 
   /// Runs from (start_epoch, start_batch); `resumed`: the state at that position was
   /// restored (a mid-epoch start goes on with the epoch's sums, metrics and hooks).
-  LoopEnd run(std::int64_t start_epoch, std::int64_t start_batch, bool resumed);
+  /// `start_sample` >= 0: the first epoch goes on from that sample of its order over all
+  /// ranks, dealt anew (a checkpoint of another world size or batch size).
+  LoopEnd run(std::int64_t start_epoch, std::int64_t start_batch, bool resumed, std::int64_t start_sample = -1);
   /// The path of the last checkpoint written, if any.
   const std::string& last_checkpoint() const { return last_checkpoint_; }
   /// Writes the checkpoint of `at` if a strategy asks for one.

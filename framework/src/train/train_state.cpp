@@ -1,5 +1,7 @@
 #include "train_state.h"
 
+#include <torch/csrc/jit/serialization/pickle.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -319,6 +321,9 @@ c10::IValue write_checkpoint(const RunParts& p, const SavePosition& at, const Re
   pos.insert("epoch", c10::IValue(at.epoch));
   pos.insert("batch", c10::IValue(at.batch));
   pos.insert("batches_per_epoch", c10::IValue(at.batches_per_epoch));
+  pos.insert("samples", c10::IValue(at.samples));
+  pos.insert("world", c10::IValue(at.world));
+  pos.insert("batch_size", c10::IValue(at.batch_size));
   g.insert("position", pos);
   g.insert("rng", rng_state());
   State amp;
@@ -383,6 +388,11 @@ Checkpoint Checkpoint::from(const std::string& path, c10::IValue contents) {
   c.exact_ = g.has("exact") && g["exact"].boolean();
   c.epoch_ = g["position"]["epoch"].integer();
   c.batch_ = g["position"]["batch"].integer();
+  if (g["position"].has("samples")) {
+    c.samples_ = g["position"]["samples"].integer();
+    c.world_ = g["position"]["world"].integer();
+    c.batch_size_ = g["position"]["batch_size"].integer();
+  }
   c.step_ = root["step"].integer();
   c.recipe_ = g["recipe"].text();
   if (g.has("recipe_file")) c.recipe_file_ = g["recipe_file"].text();
@@ -465,6 +475,15 @@ std::optional<Checkpoint> newest_good(const std::string& checkpoints_dir) {
     }
   }
   return std::nullopt;
+}
+
+std::string state_bytes(const State& state) {
+  const auto bytes = torch::pickle_save(c10::IValue(to_dict(state)));
+  return std::string(bytes.begin(), bytes.end());
+}
+
+State state_from_bytes(const std::string& bytes, const std::string& what) {
+  return Node(what, "", torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()))).state();
 }
 
 }  // namespace graft::train

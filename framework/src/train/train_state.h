@@ -63,7 +63,14 @@ struct SavePosition {
   std::int64_t batch = 0;  ///< batches of the next epoch already done
   std::int64_t batches_per_epoch = 0;
   double seconds = 0;      ///< training time of the whole run so far
+  std::int64_t samples = 0;     ///< samples of the next epoch done, over all ranks
+  std::int64_t world = 1;       ///< ranks of the run
+  std::int64_t batch_size = 0;  ///< per rank
 };
+
+/// A State as bytes (a pickled dict), and back: how ranks exchange plugins' states.
+std::string state_bytes(const State& state);
+State state_from_bytes(const std::string& bytes, const std::string& what);
 
 c10::IValue write_checkpoint(const RunParts& parts, const SavePosition& at, const Recipe& recipe, const Plan& used);
 
@@ -83,6 +90,11 @@ class Checkpoint {
   std::int64_t epoch() const { return epoch_; }  ///< epochs completed
   std::int64_t batch() const { return batch_; }  ///< batches of the next epoch done
   std::int64_t step() const { return step_; }
+  /// Samples of the next epoch done over all ranks, the ranks and the per-rank batch size
+  /// of the run that wrote it (checkpoints before 0.10: -1, 1 and 0).
+  std::int64_t samples() const { return samples_; }
+  std::int64_t world() const { return world_; }
+  std::int64_t batch_size() const { return batch_size_; }
   const std::string& recipe_yaml() const { return recipe_; }
   const std::string& recipe_file() const { return recipe_file_; }
   /// The data's class names and one sample's shape (empty in checkpoints before 0.9).
@@ -105,6 +117,7 @@ class Checkpoint {
   std::string path_;
   c10::IValue root_;
   std::int64_t format_ = 0, epoch_ = 0, batch_ = 0, step_ = 0;
+  std::int64_t samples_ = -1, world_ = 1, batch_size_ = 0;
   bool exact_ = true;
   std::string recipe_, recipe_file_;
   std::vector<std::string> classes_;

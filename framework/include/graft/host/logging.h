@@ -15,6 +15,10 @@ namespace graft {
 /// second call replaces the first's level. The `graft` command calls it.
 void log_to_stderr(log::Level min);
 
+/// Every line (on stderr and in files) starts with `prefix`, e.g. "[rank 1] " in a
+/// multi-process run. Call it at the program's start, before any other thread logs.
+void log_prefix(const std::string& prefix);
+
 /// For its lifetime, every line graft logs at `min` and above (from any thread, plugins'
 /// lines included) is also appended to `path`, timestamped, flushed line by line. Several
 /// can be open at once; each gets every line.

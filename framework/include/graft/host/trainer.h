@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "graft/host/dist.h"
 #include "graft/host/recipe.h"
 #include "graft/host/registry.h"
 
@@ -22,6 +23,9 @@ struct TrainOptions {
   std::string resume;
   /// A new run whose model starts from this checkpoint's weights (nothing else of it).
   std::string resume_weights_only;
+  /// This process's place in a multi-process run (graft launch, torchrun): fit() joins
+  /// the group (trainer.dist_backend) and trains its share. None, or one rank: alone.
+  std::optional<dist::Env> dist;
 };
 
 /// One evaluation pass over a split.
