@@ -31,7 +31,10 @@ LIBDIR="$ROOT/usr/lib/x86_64-linux-gnu"
 GENERATOR=()
 command -v ninja >/dev/null && GENERATOR=(-G Ninja)
 # CMAKE_POLICY_VERSION_MINIMUM: Debian's package config files predate CMake 4.
+# NCCL's header for ProcessGroupNCCL.hpp: the nvidia-nccl wheel that pip's PyTorch depends on
+NCCL_INCLUDE=$("$PY" -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "include"))' 2>/dev/null || true)
 cmake -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DGRAFT_NCCL_INCLUDE_DIR="$NCCL_INCLUDE" \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$ROOT/usr;$LIBDIR/cmake" \
   -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DCMAKE_BUILD_RPATH="$LIBDIR" \

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 DEST=${1:-third_party/debs}
 PACKAGES=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 nlohmann-json3-dev
           libcli11-dev libboost1.74-dev libboost-filesystem1.74-dev libboost-filesystem1.74.0
+          libgloo-dev  # Gloo's headers for ProcessGroupGloo.hpp (the pip wheel installs none)
 )  # libcurl: the machine's own (the dev .deb alone links its static library)
 mkdir -p "$DEST"
 cd "$DEST"

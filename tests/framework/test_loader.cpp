@@ -431,3 +431,90 @@ BOOST_AUTO_TEST_CASE(throughput, *boost::unit_test::disabled()) {
     }
   }
 }
+
+// ---- a rank's share (multi-process runs) ---------------------------------------------------
+
+namespace {
+
+std::vector<std::int64_t> served(Loader& loader, std::int64_t e) {
+  std::vector<std::int64_t> out;
+  for (const auto& b : epoch(loader, e)) out.insert(out.end(), b.indices.begin(), b.indices.end());
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ranks_are_dealt_as_torch_distributed_sampler_deals) {
+  // 11 samples over 3 ranks: the epoch's order padded to 12 by repeating its start, rank r
+  // takes every third from the r-th; the samples and their transforms are the 1-rank run's
+  auto data = std::make_shared<Counting>(11);
+  LoaderOptions one;
+  one.batch_size = 2;
+  one.seed = 9;
+  Loader alone(data, {std::make_shared<Noisy>()}, one);
+  auto order = alone.order(1);
+  order.push_back(order[0]);
+  std::vector<torch::Tensor> alone_inputs;
+  for (const auto& b : epoch(alone, 1)) alone_inputs.push_back(b.inputs);
+  const auto alone_all = torch::cat(alone_inputs);
+  for (int r = 0; r < 3; ++r) {
+    LoaderOptions o = one;
+    o.rank = r;
+    o.world = 3;
+    Loader mine(data, {std::make_shared<Noisy>()}, o);
+    BOOST_TEST(mine.batches_per_epoch() == 2);  // 4 samples each, batch 2
+    BOOST_TEST(mine.epoch_samples() == 12);
+    std::vector<std::int64_t> expected;
+    for (std::size_t k = static_cast<std::size_t>(r); k < order.size(); k += 3) expected.push_back(order[k]);
+    BOOST_TEST(served(mine, 1) == expected, boost::test_tools::per_element());
+    // the same sample gets the same random draws on any rank
+    const auto batches = epoch(mine, 1);
+    for (std::size_t j = 0; j < 2; ++j) {
+      const std::int64_t at = static_cast<std::int64_t>(r) + 3 * static_cast<std::int64_t>(j);  // position in the order
+      if (at < 11) BOOST_TEST(torch::equal(batches[0].inputs[static_cast<std::int64_t>(j)], alone_all[at]));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(an_evaluation_share_serves_every_sample_once) {
+  auto data = std::make_shared<Counting>(11);
+  std::multiset<std::int64_t> all;
+  for (int r = 0; r < 3; ++r) {
+    LoaderOptions o;
+    o.batch_size = 2;
+    o.shuffle = false;
+    o.pad = false;
+    o.rank = r;
+    o.world = 3;
+    Loader mine(data, {std::make_shared<Noisy>()}, o);
+    for (auto i : served(mine, 0)) all.insert(i);
+  }
+  BOOST_TEST(all.size() == 11u);
+  for (std::int64_t i = 0; i < 11; ++i) BOOST_TEST(all.count(i) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_new_world_size_goes_on_from_the_same_sample) {
+  // 2 ranks of batch 2 served 2 batches each (8 samples of the order); 1 rank of batch 4
+  // goes on from the 9th
+  auto data = std::make_shared<Counting>(20);
+  LoaderOptions two;
+  two.batch_size = 2;
+  two.seed = 4;
+  two.world = 2;
+  Loader before(data, {std::make_shared<Noisy>()}, two);
+  before.start(0);
+  before.next();
+  before.next();
+  BOOST_TEST(before.samples_done(1) == 8);
+  LoaderOptions one;
+  one.batch_size = 4;
+  one.seed = 4;
+  Loader after(data, {std::make_shared<Noisy>()}, one);
+  const auto first = after.start_at_sample(0, 8);
+  BOOST_TEST(first == 2);  // 3 batches left of 5: the epoch still ends at batch 4
+  std::vector<std::int64_t> rest;
+  while (auto b = after.next()) rest.insert(rest.end(), b->indices.begin(), b->indices.end());
+  const auto order = after.order(0);
+  BOOST_TEST(rest == std::vector<std::int64_t>(order.begin() + 8, order.end()), boost::test_tools::per_element());
+  BOOST_TEST(after.samples_done(first + 2) == 20);
+}
