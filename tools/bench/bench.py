@@ -265,6 +265,53 @@ class Bench:
                 self.add("rss/%s/b%d" % (model, batch), "peak RSS, " + label, "MB", "lower", rss["graft"], rss["tuned"],
                          others(rss))
 
+    def dist_rows(self):
+        """2 ranks x 1 thread (graft launch, Gloo on 127.0.0.1) against 1 process x 2 threads, the
+        small CNN at global batch 128 on the same data; and the share of the 2-rank run spent
+        waiting for the gradients' all-reduce (what backward did not hide)."""
+        model, batch = "cnn", 128
+        w, m = self.steps(model, batch)
+        threads = self.a.threads
+        one = self.recipe("dist-one", model, batch, w + m, w)
+        self.a.threads = max(1, threads // 2)
+        two = self.recipe("dist-two", model, batch // 2, w + m, w)
+        self.a.threads = threads
+        speed = {"one": [], "two": []}
+        wait = []
+
+        def launch():
+            d = self.run_dir("dist")
+            run([self.graft, "launch", "--nproc-per-node", "2", "--", "train", two, "--run-dir", d, "--progress", "0"])
+            recs = {}
+            with open(os.path.join(d, "metrics.jsonl")) as f:
+                for line in f:
+                    r = json.loads(line)
+                    if "img_per_s" in r:
+                        recs[r["step"]] = r["time"]
+            with open(os.path.join(d, "train.log")) as f:
+                found = re.search(r"waited ([0-9.]+) s of ([0-9.]+) s", f.read())
+            if w not in recs or w + m not in recs or not found:
+                raise Failed("%s: no step records or no all-reduce wait line" % d)
+            shutil.rmtree(d, ignore_errors=True)
+            return m * batch / (recs[w + m] - recs[w]), 100.0 * float(found.group(1)) / float(found.group(2))
+
+        for r in range(self.a.repeats):
+            for side in (["one", "two"] if r % 2 == 0 else ["two", "one"]):
+                if side == "one":
+                    got = self.attempt("graft train cnn b128, 1 process", lambda: self.graft_train(one, w, m, batch, "dist1"))
+                    if got:
+                        speed["one"].append(got[0])
+                else:
+                    got = self.attempt("graft launch cnn b2x64, 2 ranks", launch)
+                    if got:
+                        speed["two"].append(got[0])
+                        wait.append(got[1])
+        note = "graft only: 2 ranks x %d thread(s), batch 2 x 64 (Gloo, 127.0.0.1) vs 1 process x %d threads, batch 128" % (
+            max(1, threads // 2), threads)
+        self.add("dist/cnn/b128", "train small CNN, 2 ranks vs 1", "img/s", "higher", speed["two"], speed["one"], note=note)
+        self.add("dist/allreduce_wait", "2 ranks: waiting in all-reduce", "%", "lower", wait, [],
+                 note="share of the training time spent waiting for gradients after backward")
+
     def loader_rows(self):
         model, batch = "cnn", 128
         w, m = self.steps(model, batch)
@@ -496,7 +543,7 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of both sides (default 2)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the measured steps (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few steps of everything, 1 repeat: checks that it works")
-    p.add_argument("--only", default="train,loader,ckpt,infer,startup", help="row groups to run")
+    p.add_argument("--only", default="train,loader,ckpt,infer,startup,dist", help="row groups to run")
     p.add_argument("--models", default="cnn,resnet18")
     p.add_argument("--batches", default="128,16", help="training batch sizes")
     p.add_argument("--ckpt-arch", default="resnet50", help="the checkpoint rows' model (default resnet50)")
@@ -531,7 +578,7 @@ def main():
     load_before = os.getloadavg()
     machine = b.machine()
     try:
-        for g in ("train", "loader", "ckpt", "infer", "startup"):
+        for g in ("train", "loader", "ckpt", "infer", "startup", "dist"):
             if g in groups:
                 getattr(b, g + "_rows")()
     finally:
