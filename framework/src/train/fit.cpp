@@ -59,15 +59,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   const Plan used = check_recipe(recipe, registry);
   Session s(recipe, registry);
   const Settings& st = s.settings;
-  // a multi-process run: join the group first (every rank reads the same recipe)
-  if (options.dist && options.dist->distributed()) {
-    if (st.devices.all.size() > 1)
-      st.node["device"].fail("a list of devices (DataParallel) and several processes exclude each other: each rank uses one device");
-    if (st.devices.main.is_cuda()) s.settings.devices.main = s.settings.devices.all.front() = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(options.dist->local_rank));
-    s.sync = GroupSync(dist::Group::connect(*options.dist, st.dist_backend, st.devices.main.is_cuda()));
-    log::info("joined the {} process group: {} at {}:{}", s.sync.group()->backend(), options.dist->who(),
-              options.dist->master_addr, options.dist->master_port);
-  }
+  if (options.dist && options.dist->distributed()) s.join(*options.dist);  // first: every rank reads the same recipe
   const GroupSync& sync = s.sync;
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
   if (recipe.root["optimizer"].is_null()) recipe.root.fail("a recipe to train needs an optimizer: section");
@@ -94,11 +86,6 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
 
   s.build();
   auto& model = s.model();
-  if (sync.active()) {
-    s.data.train_options.rank = s.data.eval_options.rank = sync.rank();
-    s.data.train_options.world = s.data.eval_options.world = sync.world();
-    s.data.eval_options.pad = false;  // every evaluated sample once
-  }
   if (s.built.weights) log::info("weights: {}: {}", s.built.weights->file, s.built.weights->summary());
   for (const auto& line : s.built.changes) log::info("model: {}", line);
   log::info("data: {}", s.data.description);
@@ -119,9 +106,9 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   const std::int64_t planned_epochs = (planned_steps + steps_per_epoch - 1) / steps_per_epoch;
   // a checkpoint of another world size or batch size: the rest of its epoch is dealt anew
   const std::int64_t batch_size = s.data.train_options.batch_size;
-  const bool resplit = from && from->samples() >= 0 && from->batch() > 0 &&
-                       (from->world() != sync.world() || from->batch_size() != batch_size);
-  if (from && from->samples() >= 0 && (from->world() != sync.world() || from->batch_size() != batch_size)) {
+  const bool reshaped = from && from->samples() >= 0 && (from->world() != sync.world() || from->batch_size() != batch_size);
+  const bool resplit = reshaped && from->batch() > 0;
+  if (reshaped) {
     log::info("{} was written by {} rank(s) of batch {}; this run has {} of batch {}: it goes on from sample {} of epoch {}, "
               "the rest of the epoch re-split over {} rank(s)",
               from->path(), from->world(), from->batch_size(), sync.world(), batch_size, from->samples(), from->epoch() + 1,

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "graft/log.h"
+
 namespace graft::train {
 
 std::vector<std::shared_ptr<Metric>> make_metrics(const Recipe& recipe, const Registry& registry) {
@@ -25,6 +27,15 @@ std::vector<std::shared_ptr<Metric>> report_metrics(const Registry& registry) {
 
 Session::Session(const Recipe& r, const Registry& reg) : recipe(r), registry(reg), settings(Settings::parse(r)) {}
 
+void Session::join(const dist::Env& env) {
+  if (settings.devices.all.size() > 1)
+    settings.node["device"].fail("a list of devices (DataParallel) and several processes exclude each other: each rank uses one device");
+  if (settings.devices.main.is_cuda())
+    settings.devices.main = settings.devices.all.front() = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  sync = GroupSync(dist::Group::connect(env, settings.dist_backend, settings.devices.main.is_cuda()));
+  log::info("joined the {} process group: {} at {}:{}", sync.group()->backend(), env.who(), env.master_addr, env.master_port);
+}
+
 void Session::build(const std::string& only_split) {
   built = build_model(recipe, registry);
   model().to(settings.devices.main);
@@ -34,6 +45,11 @@ void Session::build(const std::string& only_split) {
       if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
   }
   data = build_data(recipe, registry, only_split);
+  if (sync.active()) {
+    data.train_options.rank = data.eval_options.rank = sync.rank();
+    data.train_options.world = data.eval_options.world = sync.world();
+    data.eval_options.pad = false;  // every evaluated sample once
+  }
   const Config l = recipe.root["loss"];
   loss = registry.create<Kind::loss>(l.is_null() ? parse_yaml_text("cross_entropy", "default loss") : l);
   metrics = make_metrics(recipe, registry);

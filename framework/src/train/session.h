@@ -29,6 +29,9 @@ class Session {
   /// `recipe` is copied: a resumed run drops its pretrained source.
   Session(const Recipe& recipe, const Registry& registry);
 
+  /// Joins a multi-process run's group (before build(): a rank trains on its own device
+  /// and its share of the data).
+  void join(const dist::Env& env);
   /// Builds the model (on the device), the data, the loss and the metrics. `only_split`:
   /// open only that split of the data (build_data's `only`).
   void build(const std::string& only_split = "");
