@@ -141,6 +141,16 @@ struct Group::Impl {
     throw Error::runtime(fmt::format("{}: {} failed: {}; {}", env.who(), what, what_of(e), why));
   }
 
+  /// NCCL reduces CUDA tensors only: CPU values (metric sums, messages) travel through
+  /// this rank's device and back.
+  at::Tensor on_device(const at::Tensor& t) const {
+    if (backend != "nccl" || t.is_cuda()) return t;
+    return t.to(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank)));
+  }
+  static void back(at::Tensor& cpu, const at::Tensor& used) {
+    if (!used.is_same(cpu)) cpu.copy_(used.cpu());
+  }
+
   template <class F> auto guarded(const std::string& what, F&& f) {
     try {
       return f();
@@ -240,20 +250,28 @@ Pending Group::all_reduce_sum_async(at::Tensor& tensor, const std::string& what)
   return p;
 }
 
-void Group::all_reduce_sum(at::Tensor& tensor, const std::string& what) { all_reduce_sum_async(tensor, what).wait(); }
+void Group::all_reduce_sum(at::Tensor& tensor, const std::string& what) {
+  auto t = impl_->on_device(tensor);
+  all_reduce_sum_async(t, what).wait();
+  Impl::back(tensor, t);
+}
 
 void Group::all_reduce_max(at::Tensor& tensor, const std::string& what) {
-  std::vector<at::Tensor> v{tensor};
+  auto t = impl_->on_device(tensor);
+  std::vector<at::Tensor> v{t};
   c10d::AllreduceOptions opts;
   opts.reduceOp = c10d::ReduceOp::MAX;
   impl_->guarded(what, [&] { impl_->pg->allreduce(v, opts)->wait(); return 0; });
+  Impl::back(tensor, t);
 }
 
 void Group::broadcast(at::Tensor& tensor, int root, const std::string& what) {
   c10d::BroadcastOptions opts;
   opts.rootRank = root;
-  std::vector<at::Tensor> v{tensor};
+  auto t = impl_->on_device(tensor);
+  std::vector<at::Tensor> v{t};
   impl_->guarded(what, [&] { impl_->pg->broadcast(v, opts)->wait(); return 0; });
+  Impl::back(tensor, t);
 }
 
 void Group::broadcast_all(const std::vector<at::Tensor>& tensors, int root, const std::string& what) {
@@ -286,22 +304,23 @@ void Group::barrier(const std::string& what) {
 std::vector<std::string> Group::all_gather(const std::string& bytes, const std::string& what) {
   const int w = size();
   // the lengths first, then every rank's bytes padded to the longest
-  std::vector<at::Tensor> len_in{torch::tensor({static_cast<std::int64_t>(bytes.size())}, torch::kInt64)};
+  std::vector<at::Tensor> len_in{impl_->on_device(torch::tensor({static_cast<std::int64_t>(bytes.size())}, torch::kInt64))};
   std::vector<std::vector<at::Tensor>> len_out(1);
-  for (int r = 0; r < w; ++r) len_out[0].push_back(torch::empty({1}, torch::kInt64));
+  for (int r = 0; r < w; ++r) len_out[0].push_back(impl_->on_device(torch::empty({1}, torch::kInt64)));
   impl_->guarded(what, [&] { impl_->pg->allgather(len_out, len_in)->wait(); return 0; });
   std::int64_t longest = 1;
   for (const auto& t : len_out[0]) longest = std::max(longest, t.item<std::int64_t>());
   auto in = torch::zeros({longest}, torch::kUInt8);
   std::memcpy(in.data_ptr(), bytes.data(), bytes.size());
-  std::vector<at::Tensor> data_in{in};
+  std::vector<at::Tensor> data_in{impl_->on_device(in)};
   std::vector<std::vector<at::Tensor>> data_out(1);
-  for (int r = 0; r < w; ++r) data_out[0].push_back(torch::empty({longest}, torch::kUInt8));
+  for (int r = 0; r < w; ++r) data_out[0].push_back(impl_->on_device(torch::empty({longest}, torch::kUInt8)));
   impl_->guarded(what, [&] { impl_->pg->allgather(data_out, data_in)->wait(); return 0; });
   std::vector<std::string> out;
   for (int r = 0; r < w; ++r) {
     const auto n = static_cast<std::size_t>(len_out[0][static_cast<std::size_t>(r)].item<std::int64_t>());
-    out.emplace_back(static_cast<const char*>(data_out[0][static_cast<std::size_t>(r)].data_ptr()), n);
+    const auto got = data_out[0][static_cast<std::size_t>(r)].cpu();
+    out.emplace_back(static_cast<const char*>(got.data_ptr()), n);
   }
   return out;
 }
