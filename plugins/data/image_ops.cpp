@@ -1,6 +1,8 @@
 #include "image_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include <graft/error.h>
 
@@ -94,6 +96,104 @@ torch::Tensor resize(const torch::Tensor& img, std::int64_t height, std::int64_t
   else options.mode(torch::kNearest);
   x = F::interpolate(x, options).squeeze(0);
   return cast ? x.round().to(img.scalar_type()) : x;
+}
+
+namespace {
+
+// The taps of one axis: output i reads `count[i]` inputs from `first[i]` with weights
+// w[i * stride ...], PIL's precompute_coeffs for the bilinear (triangle) filter.
+struct Taps {
+  std::vector<std::int64_t> first, count;
+  std::vector<float> w;
+  std::int64_t stride = 0;
+};
+
+Taps taps(std::int64_t in_size, double in0, double in_len, std::int64_t out_size) {
+  const double scale = in_len / static_cast<double>(out_size);
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = filter_scale;  // the triangle's support (1) widened by the downscale
+  Taps t;
+  t.stride = static_cast<std::int64_t>(std::ceil(support)) * 2 + 1;
+  t.first.resize(static_cast<std::size_t>(out_size));
+  t.count.resize(static_cast<std::size_t>(out_size));
+  t.w.assign(static_cast<std::size_t>(out_size * t.stride), 0.0f);
+  std::vector<double> k(static_cast<std::size_t>(t.stride));
+  for (std::int64_t i = 0; i < out_size; ++i) {
+    const double center = in0 + (static_cast<double>(i) + 0.5) * scale;
+    const auto lo = std::max<std::int64_t>(static_cast<std::int64_t>(center - support + 0.5), 0);
+    const auto hi = std::min<std::int64_t>(static_cast<std::int64_t>(center + support + 0.5), in_size);
+    const auto n = std::clamp<std::int64_t>(hi - lo, 0, t.stride);
+    double total = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const double x = std::abs((static_cast<double>(j + lo) - center + 0.5) / filter_scale);
+      k[static_cast<std::size_t>(j)] = x < 1 ? 1 - x : 0;
+      total += k[static_cast<std::size_t>(j)];
+    }
+    t.first[static_cast<std::size_t>(i)] = lo;
+    t.count[static_cast<std::size_t>(i)] = n;
+    for (std::int64_t j = 0; j < n; ++j)
+      t.w[static_cast<std::size_t>(i * t.stride + j)] = static_cast<float>(total > 0 ? k[static_cast<std::size_t>(j)] / total : 0);
+  }
+  return t;
+}
+
+// Horizontal pass into tmp (rows [row0, row1) x width x C, float), then vertical into the
+// (C, height, width) output.
+template <class T>
+void resample(const torch::Tensor& img, const Taps& tx, const Taps& ty, torch::Tensor& out) {
+  const auto C = img.size(0), width = out.size(2), height = out.size(1);
+  const auto sc = img.stride(0), sy = img.stride(1), sx = img.stride(2);
+  const T* in = img.data_ptr<T>();
+  const std::int64_t row0 = ty.first.front();
+  std::int64_t row1 = row0;
+  for (std::size_t i = 0; i < ty.first.size(); ++i) row1 = std::max(row1, ty.first[i] + ty.count[i]);
+  std::vector<float> tmp(static_cast<std::size_t>((row1 - row0) * width * C));
+  for (std::int64_t y = row0; y < row1; ++y) {
+    float* o = tmp.data() + (y - row0) * width * C;
+    for (std::int64_t x = 0; x < width; ++x) {
+      const float* w = tx.w.data() + x * tx.stride;
+      const T* p = in + y * sy + tx.first[static_cast<std::size_t>(x)] * sx;
+      const auto n = tx.count[static_cast<std::size_t>(x)];
+      for (std::int64_t c = 0; c < C; ++c) {
+        float acc = 0;
+        for (std::int64_t j = 0; j < n; ++j) acc += w[j] * static_cast<float>(p[c * sc + j * sx]);
+        o[x * C + c] = acc;
+      }
+    }
+  }
+  std::vector<float> acc(static_cast<std::size_t>(width * C));
+  T* dst = out.data_ptr<T>();
+  const auto plane = height * width;
+  for (std::int64_t y = 0; y < height; ++y) {
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    const float* w = ty.w.data() + y * ty.stride;
+    for (std::int64_t j = 0; j < ty.count[static_cast<std::size_t>(y)]; ++j) {
+      const float* r = tmp.data() + (ty.first[static_cast<std::size_t>(y)] + j - row0) * width * C;
+      const float wj = w[j];
+      for (std::int64_t k = 0; k < width * C; ++k) acc[static_cast<std::size_t>(k)] += wj * r[k];
+    }
+    for (std::int64_t c = 0; c < C; ++c) {
+      T* d = dst + c * plane + y * width;
+      for (std::int64_t x = 0; x < width; ++x) {
+        const float v = acc[static_cast<std::size_t>(x * C + c)];
+        if constexpr (std::is_same_v<T, std::uint8_t>) d[x] = static_cast<std::uint8_t>(std::clamp(std::nearbyint(v), 0.0f, 255.0f));
+        else d[x] = v;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+torch::Tensor resize_aa(const torch::Tensor& img, const graft::Box& box, std::int64_t height, std::int64_t width) {
+  if (img.dim() != 3 || img.size(1) < 1 || img.size(2) < 1 || height < 1 || width < 1)
+    throw Error::usage("resize: expected a non-empty (C, H, W) image and a positive size");
+  auto out = torch::empty({img.size(0), height, width}, img.options().memory_format(torch::MemoryFormat::Contiguous));
+  const auto tx = taps(img.size(2), box.left, box.width, width), ty = taps(img.size(1), box.top, box.height, height);
+  if (img.scalar_type() == torch::kUInt8) resample<std::uint8_t>(img, tx, ty, out);
+  else if (img.scalar_type() == torch::kFloat) resample<float>(img, tx, ty, out);
+  else return resize_aa(img.to(torch::kFloat), box, height, width).to(img.scalar_type());
+  return out;
 }
 
 torch::Tensor rotate(const torch::Tensor& img, double degrees, Interp interp, const std::vector<double>& fill) {

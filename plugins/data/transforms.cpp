@@ -49,7 +49,7 @@ struct ToTensor : Transform {
     if (x.is_floating_point()) return x;  // already converted
     if (x.scalar_type() != torch::kUInt8)
       throw Error::usage("to_tensor: expected a uint8 image, got " + dtype_name(x.scalar_type()));
-    return x.to(torch::kFloat).div(255);
+    return x.to(torch::kFloat).div_(255);
   }
 };
 
@@ -64,7 +64,7 @@ struct Normalize : Transform {
     if (n != 1 && n != x.size(0))
       throw Error::usage("normalize: " + std::to_string(n) + " mean/std values for an image with " +
                          std::to_string(x.size(0)) + " channels");
-    return (x - mean.to(x.scalar_type())).div(std.to(x.scalar_type()));
+    return (x - mean.to(x.scalar_type())).div_(std.to(x.scalar_type()));
   }
 };
 
@@ -204,14 +204,17 @@ struct RandomRotation : Transform {
 
 // torchvision's RandomResizedCrop.get_params. Draws, per attempt (at most 10): the area
 // fraction uniform(scale), the log aspect ratio uniform(log ratio); then, for a crop that
-// fits, the top integer(0, H - h) and the left integer(0, W - w).
+// fits, the top integer(0, H - h) and the left integer(0, W - w). As the first transform of
+// a dataset of image files it decodes only the crop (apply_lazy): a JPEG's rows and columns
+// of the crop, and with antialias at 1/2, 1/4 or 1/8 scale when the crop is at least 2, 4
+// or 8 times the output size (JPEG's DCT scaling, itself a smoothing downscale).
 struct RandomResizedCrop : Transform {
   std::int64_t h = 0, w = 0;
   double scale_lo = 0.08, scale_hi = 1, ratio_lo = 3. / 4, ratio_hi = 4. / 3;
   Interp interp = Interp::bilinear;
-  torch::Tensor apply(const torch::Tensor& x, Rng& rng) const override {
-    need_chw("random_resized_crop", x);
-    const auto height = x.size(1), width = x.size(2);
+  bool antialias = false;
+
+  graft::Box draw(std::int64_t height, std::int64_t width, Rng& rng) const {
     const double area = static_cast<double>(height * width);
     for (int attempt = 0; attempt < 10; ++attempt) {
       const double target = area * rng.uniform(scale_lo, scale_hi);
@@ -221,14 +224,38 @@ struct RandomResizedCrop : Transform {
       if (0 < cw && cw <= width && 0 < ch && ch <= height) {
         const auto top = rng.integer(0, height - ch);
         const auto left = rng.integer(0, width - cw);
-        return resize(crop(x, top, left, ch, cw), h, w, interp);
+        return box_of(top, left, ch, cw);
       }
     }
     const double in_ratio = static_cast<double>(width) / static_cast<double>(height);
     std::int64_t cw = width, ch = height;
     if (in_ratio < ratio_lo) ch = round_half_even(static_cast<double>(cw) / ratio_lo);
     else if (in_ratio > ratio_hi) cw = round_half_even(static_cast<double>(ch) * ratio_hi);
-    return resize(crop(x, (height - ch) / 2, (width - cw) / 2, ch, cw), h, w, interp);
+    return box_of((height - ch) / 2, (width - cw) / 2, ch, cw);
+  }
+  static graft::Box box_of(std::int64_t top, std::int64_t left, std::int64_t height, std::int64_t width) {
+    return {static_cast<double>(top), static_cast<double>(left), static_cast<double>(height), static_cast<double>(width)};
+  }
+  bool smooth() const { return antialias && interp == Interp::bilinear; }
+
+  torch::Tensor apply(const torch::Tensor& x, Rng& rng) const override {
+    need_chw("random_resized_crop", x);
+    const auto b = draw(x.size(1), x.size(2), rng);
+    const auto region = crop(x, static_cast<std::int64_t>(b.top), static_cast<std::int64_t>(b.left),
+                             static_cast<std::int64_t>(b.height), static_cast<std::int64_t>(b.width));
+    if (smooth()) return resize_aa(region, graft::Box{0, 0, b.height, b.width}, h, w);
+    return resize(region, h, w, interp);
+  }
+  torch::Tensor apply_lazy(const graft::LazyImage& image, Rng& rng) const override {
+    const auto s = image.shape();
+    const auto b = draw(s[1], s[2], rng);
+    if (smooth()) {
+      const auto r = image.decode(b, h, w);
+      return resize_aa(r.image, r.box, h, w);
+    }
+    // full scale: the decoded region is the crop itself, bit for bit
+    const auto r = image.decode(b, static_cast<std::int64_t>(b.height), static_cast<std::int64_t>(b.width));
+    return resize(r.image.contiguous(), h, w, interp);
   }
   Shape output_shape(const Shape& in) const override { return {in[0], h, w}; }
   bool random() const override { return true; }
@@ -320,6 +347,7 @@ std::shared_ptr<Transform> make_random_resized_crop(const Config& c) {
   if (!(ratio[0] <= ratio[1])) c["ratio"].fail("must be [min, max] with min <= max");
   t->scale_lo = scale[0], t->scale_hi = scale[1], t->ratio_lo = ratio[0], t->ratio_hi = ratio[1];
   t->interp = interp_of(c);
+  t->antialias = c.get<bool>("antialias");
   return t;
 }
 
@@ -375,5 +403,8 @@ GRAFT_PLUGIN(transform, "random_resized_crop", make_random_resized_crop,
              KeySpec("ratio", std::vector<double>{3.0 / 4.0, 4.0 / 3.0}, "range [min, max] of the crop's aspect ratio")
                  .length(2)
                  .greater_than(0),
-             interp_key("bilinear"));
+             interp_key("bilinear"),
+             KeySpec("antialias", false,
+                     "smooth the downscale (bilinear), as PIL and torchvision's ImageFolder do; lets a JPEG "
+                     "crop be decoded at 1/2, 1/4 or 1/8 scale"));
 GRAFT_PLUGIN(transform, "grayscale_to_rgb", make_grayscale_to_rgb, "1 channel -> 3 by repetition (3 channels: unchanged)");

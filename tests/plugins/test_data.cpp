@@ -445,6 +445,12 @@ BOOST_AUTO_TEST_CASE(transforms_match_torchvision) {
                       {"args", {{"top", top}, {"left", left}, {"height", h}, {"width", w}, {"size", {12, 10}},
                                 {"interpolation", "bilinear"}}}},
                      seed});
+    // antialiased: graft's own resampler (PIL's filter, as torchvision's), rounding apart
+    cases.push_back({"rrc_aa_" + std::to_string(seed), "{name: random_resized_crop, size: [12, 10], antialias: true}", "u3",
+                     {{"op", "resized_crop"},
+                      {"args", {{"top", top}, {"left", left}, {"height", h}, {"width", w}, {"size", {12, 10}},
+                                {"interpolation", "bilinear"}, {"antialias", true}}}},
+                     seed, 1});
   }
 
   json list = json::array();

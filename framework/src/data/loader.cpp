@@ -79,10 +79,19 @@ struct Loader::Impl {
     for (auto k = begin; k < end; ++k) {
       const auto index = order[static_cast<std::size_t>(k)];
       try {
-        Sample s = data->get(index);
         Rng rng(Rng::seed_for(options.seed, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(index)));
+        // An image file goes to the first transform still encoded (a crop decodes only its region).
+        LazySample lazy = transforms.empty() ? LazySample{} : data->get_lazy(index);
+        Sample s;
+        std::size_t next = 0;
+        if (lazy.image) {
+          s.input = transforms[next++]->apply_lazy(*lazy.image, rng);
+          s.target = lazy.target;
+        } else {
+          s = data->get(index);
+        }
         torch::Tensor x = s.input;
-        for (const auto& t : transforms) x = t->apply(x, rng);
+        for (; next < transforms.size(); ++next) x = transforms[next]->apply(x, rng);
         if (!x.is_floating_point())
           throw Error::usage("the transforms give " + dtype_name(x.scalar_type()) +
                              " images; end them with to_tensor");
