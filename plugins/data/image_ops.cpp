@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include <graft/error.h>
@@ -137,49 +138,96 @@ Taps taps(std::int64_t in_size, double in0, double in_len, std::int64_t out_size
   return t;
 }
 
-// Horizontal pass into tmp (rows [row0, row1) x width x C, float), then vertical into the
-// (C, height, width) output.
-template <class T>
+// Round half to even for 0 <= v < 2^22 without a libm call (vectorisable): adding and
+// taking away 1.5 * 2^23 leaves the float rounded to an integer in the default rounding mode.
+inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
+// CP floats as one vector (GCC/Clang vector extension: SSE on x86, NEON on ARM).
+template <int CP> struct LanesOf { typedef float type __attribute__((vector_size(CP * sizeof(float)))); };
+template <> struct LanesOf<1> { typedef float type; };
+template <int CP> using Lanes = typename LanesOf<CP>::type;
+template <int CP> float lane(const Lanes<CP>& v, std::int64_t c) {
+  if constexpr (CP == 1) return v;
+  else return v[c];
+}
+
+// One output row at a time: the vertical taps of the rows it needs, summed into `px` (the
+// input columns any output reads, pixel-major, C floats a pixel), then the horizontal taps
+// of `px`, CP floats at a time (one SIMD vector for RGB), into channel-major planes that are
+// rounded into the output. An HWC decoder buffer's rows are summed in place (contiguous,
+// vectorised); a CHW tensor's channel by channel, then interleaved.
+template <class T, int CP>
 void resample(const torch::Tensor& img, const Taps& tx, const Taps& ty, torch::Tensor& out) {
   const auto C = img.size(0), width = out.size(2), height = out.size(1);
   const auto sc = img.stride(0), sy = img.stride(1), sx = img.stride(2);
+  const bool interleaved = sc == 1 && sx == C;
   const T* in = img.data_ptr<T>();
-  const std::int64_t row0 = ty.first.front();
-  std::int64_t row1 = row0;
-  for (std::size_t i = 0; i < ty.first.size(); ++i) row1 = std::max(row1, ty.first[i] + ty.count[i]);
-  std::vector<float> tmp(static_cast<std::size_t>((row1 - row0) * width * C));
-  for (std::int64_t y = row0; y < row1; ++y) {
-    float* o = tmp.data() + (y - row0) * width * C;
-    for (std::int64_t x = 0; x < width; ++x) {
-      const float* w = tx.w.data() + x * tx.stride;
-      const T* p = in + y * sy + tx.first[static_cast<std::size_t>(x)] * sx;
-      const auto n = tx.count[static_cast<std::size_t>(x)];
-      for (std::int64_t c = 0; c < C; ++c) {
-        float acc = 0;
-        for (std::int64_t j = 0; j < n; ++j) acc += w[j] * static_cast<float>(p[c * sc + j * sx]);
-        o[x * C + c] = acc;
-      }
-    }
-  }
-  std::vector<float> acc(static_cast<std::size_t>(width * C));
+  const std::int64_t x0 = tx.first.front();
+  std::int64_t x1 = x0;
+  for (std::size_t i = 0; i < tx.first.size(); ++i) x1 = std::max(x1, tx.first[i] + tx.count[i]);
+  const auto n = x1 - x0;
+  // + CP: a vector load at the last pixel reads past its C floats
+  std::vector<float> px(static_cast<std::size_t>(n * C + CP)), planes(interleaved ? 0 : static_cast<std::size_t>(n * C));
+  std::vector<float> acc_planes(static_cast<std::size_t>(width * C));
   T* dst = out.data_ptr<T>();
   const auto plane = height * width;
   for (std::int64_t y = 0; y < height; ++y) {
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    const float* w = ty.w.data() + y * ty.stride;
+    float* sums = interleaved ? px.data() : planes.data();
+    std::fill(sums, sums + n * C, 0.0f);
+    const float* wy = ty.w.data() + y * ty.stride;
     for (std::int64_t j = 0; j < ty.count[static_cast<std::size_t>(y)]; ++j) {
-      const float* r = tmp.data() + (ty.first[static_cast<std::size_t>(y)] + j - row0) * width * C;
-      const float wj = w[j];
-      for (std::int64_t k = 0; k < width * C; ++k) acc[static_cast<std::size_t>(k)] += wj * r[k];
-    }
-    for (std::int64_t c = 0; c < C; ++c) {
-      T* d = dst + c * plane + y * width;
-      for (std::int64_t x = 0; x < width; ++x) {
-        const float v = acc[static_cast<std::size_t>(x * C + c)];
-        if constexpr (std::is_same_v<T, std::uint8_t>) d[x] = static_cast<std::uint8_t>(std::clamp(std::nearbyint(v), 0.0f, 255.0f));
-        else d[x] = v;
+      const T* r = in + (ty.first[static_cast<std::size_t>(y)] + j) * sy + x0 * sx;
+      const float w = wy[j];
+      if (interleaved) {
+        for (std::int64_t k = 0; k < n * C; ++k) sums[k] += w * static_cast<float>(r[k]);
+      } else if (sx == 1) {
+        for (std::int64_t c = 0; c < C; ++c) {
+          const T* rc = r + c * sc;
+          float* s = sums + c * n;
+          for (std::int64_t k = 0; k < n; ++k) s[k] += w * static_cast<float>(rc[k]);
+        }
+      } else {
+        for (std::int64_t c = 0; c < C; ++c)
+          for (std::int64_t k = 0; k < n; ++k) sums[c * n + k] += w * static_cast<float>(r[c * sc + k * sx]);
       }
     }
+    if (!interleaved)
+      for (std::int64_t k = 0; k < n; ++k)
+        for (std::int64_t c = 0; c < C; ++c) px[static_cast<std::size_t>(k * C + c)] = sums[c * n + k];
+    for (std::int64_t x = 0; x < width; ++x) {
+      Lanes<CP> acc{};
+      const float* wx = tx.w.data() + x * tx.stride;
+      const float* p = px.data() + (tx.first[static_cast<std::size_t>(x)] - x0) * C;
+      for (std::int64_t j = 0; j < tx.count[static_cast<std::size_t>(x)]; ++j) {
+        Lanes<CP> v;
+        std::memcpy(&v, p + j * C, sizeof v);
+        acc += wx[j] * v;
+      }
+      for (std::int64_t c = 0; c < C; ++c) acc_planes[static_cast<std::size_t>(c * width + x)] = lane<CP>(acc, c);
+    }
+    for (std::int64_t c = 0; c < C; ++c) {
+      T* __restrict d = dst + c * plane + y * width;
+      float* __restrict v = acc_planes.data() + c * width;
+      if constexpr (std::is_same_v<T, std::uint8_t>) {
+        // separate simple loops: each vectorises (clamp, round, convert)
+        for (std::int64_t x = 0; x < width; ++x) v[x] = v[x] < 0.0f ? 0.0f : (v[x] > 255.0f ? 255.0f : v[x]);
+        for (std::int64_t x = 0; x < width; ++x) v[x] = round_even(v[x]);
+        for (std::int64_t x = 0; x < width; ++x) d[x] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v[x]));
+      } else {
+        std::memcpy(d, v, static_cast<std::size_t>(width) * sizeof(float));
+      }
+    }
+  }
+}
+
+template <class T>
+void resample_any(const torch::Tensor& img, const Taps& tx, const Taps& ty, torch::Tensor& out) {
+  const auto C = img.size(0);
+  if (C == 1) resample<T, 1>(img, tx, ty, out);
+  else if (C <= 4) resample<T, 4>(img, tx, ty, out);
+  else for (std::int64_t c = 0; c < C; ++c) {  // many channels: one at a time
+    auto o = out.narrow(0, c, 1);
+    resample<T, 1>(img.narrow(0, c, 1), tx, ty, o);
   }
 }
 
@@ -190,8 +238,8 @@ torch::Tensor resize_aa(const torch::Tensor& img, const graft::Box& box, std::in
     throw Error::usage("resize: expected a non-empty (C, H, W) image and a positive size");
   auto out = torch::empty({img.size(0), height, width}, img.options().memory_format(torch::MemoryFormat::Contiguous));
   const auto tx = taps(img.size(2), box.left, box.width, width), ty = taps(img.size(1), box.top, box.height, height);
-  if (img.scalar_type() == torch::kUInt8) resample<std::uint8_t>(img, tx, ty, out);
-  else if (img.scalar_type() == torch::kFloat) resample<float>(img, tx, ty, out);
+  if (img.scalar_type() == torch::kUInt8) resample_any<std::uint8_t>(img, tx, ty, out);
+  else if (img.scalar_type() == torch::kFloat) resample_any<float>(img, tx, ty, out);
   else return resize_aa(img.to(torch::kFloat), box, height, width).to(img.scalar_type());
   return out;
 }

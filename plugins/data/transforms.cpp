@@ -49,12 +49,20 @@ struct ToTensor : Transform {
     if (x.is_floating_point()) return x;  // already converted
     if (x.scalar_type() != torch::kUInt8)
       throw Error::usage("to_tensor: expected a uint8 image, got " + dtype_name(x.scalar_type()));
-    return x.to(torch::kFloat).div_(255);
+    if (!x.is_contiguous()) return x.to(torch::kFloat).div_(255);
+    // one pass, the same float division as LibTorch's (a sample is too small to be worth
+    // the dispatch of two ops)
+    auto y = torch::empty(x.sizes(), torch::kFloat);
+    const auto* in = x.data_ptr<std::uint8_t>();
+    float* out = y.data_ptr<float>();
+    for (std::int64_t i = 0, n = x.numel(); i < n; ++i) out[i] = static_cast<float>(in[i]) / 255.0f;
+    return y;
   }
 };
 
 struct Normalize : Transform {
-  torch::Tensor mean, std;
+  torch::Tensor mean, std;          // (n, 1, 1) float
+  std::vector<float> mean_, std_;   // the same values
   torch::Tensor apply(const torch::Tensor& x, Rng&) const override {
     need_chw("normalize", x);
     if (!x.is_floating_point())
@@ -64,7 +72,18 @@ struct Normalize : Transform {
     if (n != 1 && n != x.size(0))
       throw Error::usage("normalize: " + std::to_string(n) + " mean/std values for an image with " +
                          std::to_string(x.size(0)) + " channels");
-    return (x - mean.to(x.scalar_type())).div_(std.to(x.scalar_type()));
+    if (x.scalar_type() != torch::kFloat || !x.is_contiguous())
+      return (x - mean.to(x.scalar_type())).div_(std.to(x.scalar_type()));
+    // one pass: (x - mean) / std in float, as LibTorch's two ops compute it
+    auto y = torch::empty(x.sizes(), torch::kFloat);
+    const float* in = x.data_ptr<float>();
+    float* out = y.data_ptr<float>();
+    const auto plane = x.size(1) * x.size(2);
+    for (std::int64_t c = 0; c < x.size(0); ++c) {
+      const float m = mean_[static_cast<std::size_t>(n == 1 ? 0 : c)], s = std_[static_cast<std::size_t>(n == 1 ? 0 : c)];
+      for (std::int64_t i = c * plane; i < (c + 1) * plane; ++i) out[i] = (in[i] - m) / s;
+    }
+    return y;
   }
 };
 
@@ -275,6 +294,10 @@ std::shared_ptr<Transform> make_normalize(const Config& c) {
   const auto n = static_cast<std::int64_t>(mean.size());
   t->mean = torch::tensor(mean, torch::kDouble).to(torch::kFloat).view({n, 1, 1});
   t->std = torch::tensor(std, torch::kDouble).to(torch::kFloat).view({n, 1, 1});
+  for (std::size_t i = 0; i < mean.size(); ++i) {
+    t->mean_.push_back(static_cast<float>(mean[i]));
+    t->std_.push_back(static_cast<float>(std[i]));
+  }
   return t;
 }
 

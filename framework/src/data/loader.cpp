@@ -7,7 +7,9 @@
 
 #include "io/dtype_name.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
+#include <dlfcn.h>
 
 #include <condition_variable>
 #include <deque>
@@ -44,6 +46,18 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 // The tag that keeps the order's random stream apart from every sample's (an index no
 // dataset reaches).
 constexpr std::uint64_t kOrderStream = ~0ULL;
+
+// A worker makes one sample at a time, and the workers are the loader's parallelism: their
+// LibTorch ops run on the worker thread alone. Left to LibTorch, each worker thread would
+// start an OpenMP team of its own on ops over 32K elements (a 224x224 image's), whose
+// threads spin after each op beside the training's. OpenMP's thread count is per thread;
+// LibTorch sets it up lazily on a thread's first parallel op, so that is done first.
+void serial_intra_op_here() {
+  at::internal::lazy_init_num_threads();
+  using SetThreads = void (*)(int);
+  static const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (set != nullptr) set(1);  // a LibTorch without OpenMP has no per-thread count to set
+}
 
 }  // namespace
 
@@ -112,6 +126,7 @@ struct Loader::Impl {
   }
 
   void work(std::size_t w) {
+    serial_intra_op_here();
     const auto n = static_cast<std::int64_t>(queues.size());
     for (auto b = first + static_cast<std::int64_t>(w); b < end_batch; b += n) {
       {
