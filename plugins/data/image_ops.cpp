@@ -151,14 +151,33 @@ template <int CP> float lane(const Lanes<CP>& v, std::int64_t c) {
   else return v[c];
 }
 
+// The horizontal taps of one row of pixels (C floats each, read CP at a time) into
+// channel-major planes of `width` floats.
+template <int C, int CP>
+void horizontal(const float* __restrict px, const Taps& tx, std::int64_t x0, std::int64_t width, float* __restrict planes) {
+  const std::int64_t* first = tx.first.data();
+  const std::int64_t* count = tx.count.data();
+  for (std::int64_t x = 0; x < width; ++x) {
+    Lanes<CP> acc{};
+    const float* __restrict wx = tx.w.data() + x * tx.stride;
+    const float* __restrict p = px + (first[x] - x0) * C;
+    for (std::int64_t j = 0, n = count[x]; j < n; ++j) {
+      Lanes<CP> v;
+      std::memcpy(&v, p + j * C, sizeof v);
+      acc += wx[j] * v;
+    }
+    for (int c = 0; c < C; ++c) planes[c * width + x] = lane<CP>(acc, c);
+  }
+}
+
 // One output row at a time: the vertical taps of the rows it needs, summed into `px` (the
 // input columns any output reads, pixel-major, C floats a pixel), then the horizontal taps
 // of `px`, CP floats at a time (one SIMD vector for RGB), into channel-major planes that are
 // rounded into the output. An HWC decoder buffer's rows are summed in place (contiguous,
 // vectorised); a CHW tensor's channel by channel, then interleaved.
-template <class T, int CP>
+template <class T, int C, int CP = C == 1 ? 1 : 4>
 void resample(const torch::Tensor& img, const Taps& tx, const Taps& ty, torch::Tensor& out) {
-  const auto C = img.size(0), width = out.size(2), height = out.size(1);
+  const auto width = out.size(2), height = out.size(1);
   const auto sc = img.stride(0), sy = img.stride(1), sx = img.stride(2);
   const bool interleaved = sc == 1 && sx == C;
   const T* in = img.data_ptr<T>();
@@ -194,17 +213,7 @@ void resample(const torch::Tensor& img, const Taps& tx, const Taps& ty, torch::T
     if (!interleaved)
       for (std::int64_t k = 0; k < n; ++k)
         for (std::int64_t c = 0; c < C; ++c) px[static_cast<std::size_t>(k * C + c)] = sums[c * n + k];
-    for (std::int64_t x = 0; x < width; ++x) {
-      Lanes<CP> acc{};
-      const float* wx = tx.w.data() + x * tx.stride;
-      const float* p = px.data() + (tx.first[static_cast<std::size_t>(x)] - x0) * C;
-      for (std::int64_t j = 0; j < tx.count[static_cast<std::size_t>(x)]; ++j) {
-        Lanes<CP> v;
-        std::memcpy(&v, p + j * C, sizeof v);
-        acc += wx[j] * v;
-      }
-      for (std::int64_t c = 0; c < C; ++c) acc_planes[static_cast<std::size_t>(c * width + x)] = lane<CP>(acc, c);
-    }
+    horizontal<C, CP>(px.data(), tx, x0, width, acc_planes.data());
     for (std::int64_t c = 0; c < C; ++c) {
       T* __restrict d = dst + c * plane + y * width;
       float* __restrict v = acc_planes.data() + c * width;
@@ -222,12 +231,16 @@ void resample(const torch::Tensor& img, const Taps& tx, const Taps& ty, torch::T
 
 template <class T>
 void resample_any(const torch::Tensor& img, const Taps& tx, const Taps& ty, torch::Tensor& out) {
-  const auto C = img.size(0);
-  if (C == 1) resample<T, 1>(img, tx, ty, out);
-  else if (C <= 4) resample<T, 4>(img, tx, ty, out);
-  else for (std::int64_t c = 0; c < C; ++c) {  // many channels: one at a time
-    auto o = out.narrow(0, c, 1);
-    resample<T, 1>(img.narrow(0, c, 1), tx, ty, o);
+  switch (img.size(0)) {
+    case 1: return resample<T, 1>(img, tx, ty, out);
+    case 2: return resample<T, 2>(img, tx, ty, out);
+    case 3: return resample<T, 3>(img, tx, ty, out);
+    case 4: return resample<T, 4>(img, tx, ty, out);
+    default:
+      for (std::int64_t c = 0; c < img.size(0); ++c) {  // many channels: one at a time
+        auto o = out.narrow(0, c, 1);
+        resample<T, 1>(img.narrow(0, c, 1), tx, ty, o);
+      }
   }
 }
 

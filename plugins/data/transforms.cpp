@@ -3,6 +3,8 @@
 // in a fixed order documented on each transform.
 #include <torch/types.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 #include <graft/data.h>
@@ -50,12 +52,17 @@ struct ToTensor : Transform {
     if (x.scalar_type() != torch::kUInt8)
       throw Error::usage("to_tensor: expected a uint8 image, got " + dtype_name(x.scalar_type()));
     if (!x.is_contiguous()) return x.to(torch::kFloat).div_(255);
-    // one pass, the same float division as LibTorch's (a sample is too small to be worth
-    // the dispatch of two ops)
+    // one pass over a table of the 256 quotients LibTorch's float division gives (a sample
+    // is too small to be worth the dispatch of two ops)
+    static const auto quotients = [] {
+      std::array<float, 256> q{};
+      for (int v = 0; v < 256; ++v) q[static_cast<std::size_t>(v)] = static_cast<float>(v) / 255.0f;
+      return q;
+    }();
     auto y = torch::empty(x.sizes(), torch::kFloat);
     const auto* in = x.data_ptr<std::uint8_t>();
     float* out = y.data_ptr<float>();
-    for (std::int64_t i = 0, n = x.numel(); i < n; ++i) out[i] = static_cast<float>(in[i]) / 255.0f;
+    for (std::int64_t i = 0, n = x.numel(); i < n; ++i) out[i] = quotients[in[i]];
     return y;
   }
 };
@@ -201,7 +208,16 @@ struct RandomFlip : Transform {
   std::int64_t dim = -1;  // -1: horizontal, -2: vertical
   torch::Tensor apply(const torch::Tensor& x, Rng& rng) const override {
     need_chw(dim == -1 ? "random_horizontal_flip" : "random_vertical_flip", x);
-    return rng.bernoulli(p) ? x.flip({dim}) : x;
+    if (!rng.bernoulli(p)) return x;
+    if (dim != -1 || !x.is_contiguous() || x.scalar_type() != torch::kUInt8) return x.flip({dim});
+    // a decoded image's rows, reversed in one pass (LibTorch's flip indexes every element)
+    auto y = torch::empty_like(x);
+    const auto* in = x.data_ptr<std::uint8_t>();
+    auto* out = y.data_ptr<std::uint8_t>();
+    const auto w = x.size(2);
+    for (std::int64_t r = 0, rows = x.size(0) * x.size(1); r < rows; ++r)
+      std::reverse_copy(in + r * w, in + (r + 1) * w, out + r * w);
+    return y;
   }
   bool random() const override { return true; }
 };
