@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -31,8 +32,21 @@ std::uint64_t data_offset(const std::uint8_t* file, std::uint64_t size, const En
 /// before anything is allocated.
 std::vector<std::uint8_t> inflate(const std::uint8_t* file, std::uint64_t size, const Entry& entry);
 
-/// zlib's CRC-32 of data[0, size), computed by up to `threads` threads (records of a few
-/// MB and more are split; ISA-L's carry-less-multiply CRC where graft was built with it).
+/// A byte range [begin, end) of a buffer.
+struct Span {
+  std::uint64_t begin = 0, end = 0;
+};
+
+/// zlib's CRC-32 of each span of `data`, computed by up to `threads` threads: the spans
+/// are cut into pieces of about a megabyte that the threads share, and each span's CRC is
+/// joined from its pieces' (ISA-L's carry-less-multiply CRC where graft was built with it).
+std::vector<std::uint32_t> crc32(const std::uint8_t* data, const std::vector<Span>& spans, int threads = 1);
+
+/// zlib's CRC-32 of data[0, size): crc32() of one span.
 std::uint32_t crc32(const void* data, std::size_t size, int threads = 1);
+
+/// Runs fn(0) .. fn(n - 1) on n threads (the caller's and n - 1 helpers), joins them, and
+/// rethrows the first exception one of them threw.
+void on_threads(int n, const std::function<void(int)>& fn);
 
 }  // namespace graft::zip
