@@ -61,7 +61,8 @@ void on_threads(int n, const std::function<void(int)>& fn) {
     if (e) std::rethrow_exception(e);
 }
 
-std::vector<std::uint32_t> crc32(const std::uint8_t* data, const std::vector<Span>& spans, int threads) {
+std::vector<std::uint32_t> crc32(const std::uint8_t* data, const std::vector<Span>& spans, int threads,
+                                 const std::function<void(const Span&)>& fill) {
   // Pieces of about a megabyte: small enough to share out evenly, large enough that
   // joining them (zlib's crc32_combine) costs nothing next to them.
   constexpr std::uint64_t kPiece = std::uint64_t{1} << 20;
@@ -83,8 +84,10 @@ std::vector<std::uint32_t> crc32(const std::uint8_t* data, const std::vector<Spa
   const int n = static_cast<int>(std::min<std::uint64_t>(std::max(threads, 1), std::max<std::uint64_t>(total / (4 * kPiece), 1)));
   std::atomic<std::size_t> next{0};
   on_threads(n, [&](int) {
-    for (std::size_t i = next++; i < pieces.size(); i = next++)
+    for (std::size_t i = next++; i < pieces.size(); i = next++) {
+      if (fill) fill(Span{pieces[i].begin, pieces[i].end});
       pieces[i].crc = crc32_serial(data + pieces[i].begin, pieces[i].end - pieces[i].begin);
+    }
   });
   std::vector<std::uint32_t> out(spans.size());
   std::vector<bool> started(spans.size(), false);
@@ -100,7 +103,13 @@ std::uint32_t crc32(const void* data, std::size_t size, int threads) {
   return crc32(static_cast<const std::uint8_t*>(data), {Span{0, size}}, threads).front();
 }
 
-std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint64_t size) {
+namespace {
+
+struct Directory {
+  std::uint64_t count = 0, size = 0, offset = 0;
+};
+
+Directory find_directory(const std::uint8_t* file, std::uint64_t size) {
   // The end-of-central-directory record sits in the last 22 + 65535 bytes.
   if (size < 22) corrupt("the zip directory is missing (truncated file?)");
   const std::uint64_t lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
@@ -126,7 +135,15 @@ std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint6
     cd_offset = le<std::uint64_t>(file + z64 + 48);
   }
   if (cd_offset > size || cd_size > size - cd_offset) corrupt("the zip directory points past the end of the file");
+  return {count, cd_size, cd_offset};
+}
 
+}  // namespace
+
+std::uint64_t directory_offset(const std::uint8_t* file, std::uint64_t size) { return find_directory(file, size).offset; }
+
+std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint64_t size) {
+  const auto [count, cd_size, cd_offset] = find_directory(file, size);
   const std::uint8_t* cd = file + cd_offset;
   std::map<std::string, Entry> out;
   std::uint64_t p = 0;

@@ -19,6 +19,10 @@ struct Entry {
   std::uint16_t method = 0;           // 0: stored (what torch.save writes), 8: deflated
 };
 
+/// Where the central directory of the zip archive in file[0, size) begins, read from the
+/// end-of-directory records only (the last 64 KB or so of the file). Throws as read_directory.
+std::uint64_t directory_offset(const std::uint8_t* file, std::uint64_t size);
+
 /// The central directory of the zip archive held in file[0, size): each record by name.
 /// Throws std::runtime_error when there is none or it is corrupt (truncated, not a zip).
 std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint64_t size);
@@ -40,7 +44,11 @@ struct Span {
 /// zlib's CRC-32 of each span of `data`, computed by up to `threads` threads: the spans
 /// are cut into pieces of about a megabyte that the threads share, and each span's CRC is
 /// joined from its pieces' (ISA-L's carry-less-multiply CRC where graft was built with it).
-std::vector<std::uint32_t> crc32(const std::uint8_t* data, const std::vector<Span>& spans, int threads = 1);
+/// `fill`, when given, is called with each piece before its CRC is taken, on the thread
+/// that takes it: a reader fills the buffer piece by piece and each piece is checked while
+/// it is still in the cache.
+std::vector<std::uint32_t> crc32(const std::uint8_t* data, const std::vector<Span>& spans, int threads = 1,
+                                 const std::function<void(const Span&)>& fill = {});
 
 /// zlib's CRC-32 of data[0, size): crc32() of one span.
 std::uint32_t crc32(const void* data, std::size_t size, int threads = 1);
