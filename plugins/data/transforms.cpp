@@ -43,6 +43,15 @@ Interp interp_of(const Config& c) {
   return c.get<std::string>("interpolation") == "nearest" ? Interp::nearest : Interp::bilinear;
 }
 
+// Calls row(first element, step between elements, count) for each row of a uint8 (C, H, W)
+// image of any strides, in C-contiguous order.
+template <class F>
+void rows(const torch::Tensor& x, F&& row) {
+  const auto* base = x.data_ptr<std::uint8_t>();
+  for (std::int64_t c = 0; c < x.size(0); ++c)
+    for (std::int64_t r = 0; r < x.size(1); ++r) row(base + c * x.stride(0) + r * x.stride(1), x.stride(2), x.size(2));
+}
+
 // ---- value transforms --------------------------------------------------------------------
 
 struct ToTensor : Transform {
@@ -51,7 +60,6 @@ struct ToTensor : Transform {
     if (x.is_floating_point()) return x;  // already converted
     if (x.scalar_type() != torch::kUInt8)
       throw Error::usage("to_tensor: expected a uint8 image, got " + dtype_name(x.scalar_type()));
-    if (!x.is_contiguous()) return x.to(torch::kFloat).div_(255);
     // one pass over a table of the 256 quotients LibTorch's float division gives (a sample
     // is too small to be worth the dispatch of two ops)
     static const auto quotients = [] {
@@ -60,9 +68,11 @@ struct ToTensor : Transform {
       return q;
     }();
     auto y = torch::empty(x.sizes(), torch::kFloat);
-    const auto* in = x.data_ptr<std::uint8_t>();
     float* out = y.data_ptr<float>();
-    for (std::int64_t i = 0, n = x.numel(); i < n; ++i) out[i] = quotients[in[i]];
+    rows(x, [&](const std::uint8_t* in, std::int64_t step, std::int64_t n) {
+      for (std::int64_t i = 0; i < n; ++i) out[i] = quotients[in[i * step]];
+      out += n;
+    });
     return y;
   }
 };
@@ -180,6 +190,19 @@ struct RandomCrop : Transform {
   bool pad_if_needed = false;
   torch::Tensor apply(const torch::Tensor& image, Rng& rng) const override {
     need_chw("random_crop", image);
+    if (direct(image)) {
+      // the padded size, pad_if_needed's padding (in the same constant) included
+      auto left = p.left, top = p.top;
+      auto iw = image.size(2) + p.left + p.right, ih = image.size(1) + p.top + p.bottom;
+      if (pad_if_needed && iw < w) left += w - iw, iw += 2 * (w - iw);
+      if (pad_if_needed && ih < h) top += h - ih, ih += 2 * (h - ih);
+      if (ih >= h && iw >= w && !(ih == h && iw == w)) {
+        const auto y0 = rng.integer(0, ih - h);
+        const auto x0 = rng.integer(0, iw - w);
+        return image.scalar_type() == torch::kFloat ? window<float>(image, y0 - top, x0 - left)
+                                                    : window<std::uint8_t>(image, y0 - top, x0 - left);
+      }
+    }
     auto x = padded(image, p);
     if (pad_if_needed && x.size(2) < w) {
       const auto d = w - x.size(2);
@@ -198,6 +221,30 @@ struct RandomCrop : Transform {
     const auto left = rng.integer(0, iw - w);
     return crop(x, top, left, h, w);
   }
+  // Constant padding of a uint8 or float image: the window is copied out of the image, the
+  // rest filled, in one pass (a small sample's pad and crop are mostly op dispatch).
+  bool direct(const torch::Tensor& x) const {
+    if (p.mode != PadMode::constant) return false;
+    if (x.scalar_type() == torch::kFloat) return true;
+    return x.scalar_type() == torch::kUInt8 && p.fill == std::floor(p.fill) && p.fill >= 0 && p.fill <= 255;
+  }
+  template <class T>
+  torch::Tensor window(const torch::Tensor& x, std::int64_t top, std::int64_t left) const {
+    auto y = torch::full({x.size(0), h, w}, p.fill, x.options());
+    const T* in = x.data_ptr<T>();
+    T* out = y.data_ptr<T>();
+    const auto H = x.size(1), W = x.size(2), sc = x.stride(0), sy = x.stride(1), sx = x.stride(2);
+    // output (r, c) is input (r + top, c + left): the rows and columns inside the image
+    const auto r0 = std::max<std::int64_t>(0, -top), r1 = std::min(h, H - top);
+    const auto c0 = std::max<std::int64_t>(0, -left), c1 = std::min(w, W - left);
+    for (std::int64_t ch = 0; ch < x.size(0); ++ch)
+      for (std::int64_t r = r0; r < r1; ++r) {
+        const T* src = in + ch * sc + (r + top) * sy + (c0 + left) * sx;
+        T* dst = out + (ch * h + r) * w;
+        for (std::int64_t c = c0; c < c1; ++c, src += sx) dst[c] = *src;
+      }
+    return y;
+  }
   Shape output_shape(const Shape& in) const override { return {in[0], h, w}; }
   bool random() const override { return true; }
 };
@@ -209,14 +256,14 @@ struct RandomFlip : Transform {
   torch::Tensor apply(const torch::Tensor& x, Rng& rng) const override {
     need_chw(dim == -1 ? "random_horizontal_flip" : "random_vertical_flip", x);
     if (!rng.bernoulli(p)) return x;
-    if (dim != -1 || !x.is_contiguous() || x.scalar_type() != torch::kUInt8) return x.flip({dim});
-    // a decoded image's rows, reversed in one pass (LibTorch's flip indexes every element)
-    auto y = torch::empty_like(x);
-    const auto* in = x.data_ptr<std::uint8_t>();
+    if (dim != -1 || x.scalar_type() != torch::kUInt8) return x.flip({dim});
+    // each row reversed, in one pass (LibTorch's flip indexes every element)
+    auto y = torch::empty(x.sizes(), x.options());
     auto* out = y.data_ptr<std::uint8_t>();
-    const auto w = x.size(2);
-    for (std::int64_t r = 0, rows = x.size(0) * x.size(1); r < rows; ++r)
-      std::reverse_copy(in + r * w, in + (r + 1) * w, out + r * w);
+    rows(x, [&](const std::uint8_t* in, std::int64_t step, std::int64_t n) {
+      for (std::int64_t i = 0; i < n; ++i) out[n - 1 - i] = in[i * step];
+      out += n;
+    });
     return y;
   }
   bool random() const override { return true; }
