@@ -127,12 +127,22 @@ std::int64_t mode_channels(std::int64_t channels, ColorMode mode) {
   return mode == ColorMode::rgb ? 3 : mode == ColorMode::gray ? 1 : channels;
 }
 
-// Rows [row0, row1) of the JPEG decoded at scale num/8, columns [col0, col1) of them at
-// least: (H, W', C) uint8 from column *first_col on (libjpeg widens a cropped window to its
-// iMCU boundaries). Everything C++ is constructed before the setjmp (see the top of the file).
-torch::Tensor decode_jpeg_rows(const std::vector<std::uint8_t>& bytes, const std::string& path, int num,
-                               std::int64_t row0, std::int64_t row1, std::int64_t col0, std::int64_t col1,
-                               std::int64_t* first_col) {
+struct JpegHeader {
+  std::int64_t height = 0, width = 0, components = 3;
+  bool cmyk = false;
+};
+
+// Rows [row0, row1) of the JPEG decoded at scale num/8, columns [col0, col1) of them at least.
+struct JpegWindow {
+  int num = 8;
+  std::int64_t row0 = 0, row1 = 0, col0 = 0, col1 = 0;
+};
+
+// The JPEG's header into `header`; with a window, the window decoded too: (H, W', C) uint8
+// from column *first_col on (libjpeg widens a cropped window to its iMCU boundaries).
+// Everything C++ is constructed before the setjmp (see the top of the file).
+torch::Tensor read_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& path, JpegHeader& header,
+                        const JpegWindow* window = nullptr, std::int64_t* first_col = nullptr) {
   jpeg_decompress_struct cinfo{};
   JpegError err{};
   torch::Tensor out;
@@ -146,14 +156,19 @@ torch::Tensor decode_jpeg_rows(const std::vector<std::uint8_t>& bytes, const std
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
+  header = {cinfo.image_height, cinfo.image_width, cinfo.num_components == 1 ? 1 : 3,
+            cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK};
+  if (window == nullptr) {
+    jpeg_destroy_decompress(&cinfo);
+    return out;
+  }
   cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
-  cinfo.scale_num = static_cast<unsigned>(num);
+  cinfo.scale_num = static_cast<unsigned>(window->num);
   cinfo.scale_denom = 8;
   jpeg_start_decompress(&cinfo);
-  const auto height = static_cast<std::int64_t>(cinfo.output_height);
-  row1 = std::min(row1, height);
-  JDIMENSION x = static_cast<JDIMENSION>(col0), w = static_cast<JDIMENSION>(col1 - col0);
-  if (col0 > 0 || col1 < static_cast<std::int64_t>(cinfo.output_width)) jpeg_crop_scanline(&cinfo, &x, &w);
+  const auto row0 = window->row0, row1 = std::min<std::int64_t>(window->row1, cinfo.output_height);
+  JDIMENSION x = static_cast<JDIMENSION>(window->col0), w = static_cast<JDIMENSION>(window->col1 - window->col0);
+  if (window->col0 > 0 || window->col1 < static_cast<std::int64_t>(cinfo.output_width)) jpeg_crop_scanline(&cinfo, &x, &w);
   *first_col = x;
   const auto width = static_cast<std::int64_t>(cinfo.output_width);  // the window's, after the crop
   const auto channels = static_cast<std::int64_t>(cinfo.output_components);
@@ -174,10 +189,14 @@ class JpegImage : public LazyImage {
  public:
   JpegImage(std::vector<std::uint8_t> bytes, std::string path, ColorMode mode)
       : bytes_(std::move(bytes)), path_(std::move(path)), mode_(mode) {
-    read_header();
+    read_jpeg(bytes_, path_, header_);
+    check_pixels(header_.width, header_.height, path_);
+    if (header_.cmyk) bad_file(path_, "bad JPEG: CMYK JPEG images are not supported");
   }
 
-  std::vector<std::int64_t> shape() const override { return {mode_channels(components_, mode_), height_, width_}; }
+  std::vector<std::int64_t> shape() const override {
+    return {mode_channels(header_.components, mode_), header_.height, header_.width};
+  }
 
   Region decode(const Box& box, std::int64_t min_height, std::int64_t min_width) const override {
     // The smallest of libjpeg-turbo's SIMD scales (8/8, 4/8, 2/8, 1/8) that keeps the box at
@@ -188,7 +207,7 @@ class JpegImage : public LazyImage {
       num /= 2;
     const double s = num / 8.0;
     const auto scaled = [&](std::int64_t n) { return (n * num + 7) / 8; };  // libjpeg's output size
-    const std::int64_t h = scaled(height_), w = scaled(width_);
+    const std::int64_t h = scaled(header_.height), w = scaled(header_.width);
     const auto lo = [](double v, std::int64_t n) { return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::floor(v)), 0, n - 1); };
     const auto hi = [](double v, std::int64_t from, std::int64_t n) {
       return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(v)), from + 1, n);
@@ -198,40 +217,19 @@ class JpegImage : public LazyImage {
     // One more column each side: libjpeg's fancy upsampling of a cropped window differs from
     // the whole image's in the window's edge columns only.
     std::int64_t first = 0;
-    const auto rows = decode_jpeg_rows(bytes_, path_, num, r0, r1, std::max<std::int64_t>(c0 - 1, 0),
-                                       std::min(c1 + 1, w), &first);
+    JpegHeader header;
+    const JpegWindow window{num, r0, r1, std::max<std::int64_t>(c0 - 1, 0), std::min(c1 + 1, w)};
+    const auto rows = read_jpeg(bytes_, path_, header, &window, &first);
     const auto chw = rows.slice(1, c0 - first, c1 - first).permute({2, 0, 1});
     return {to_mode(chw, mode_), Box{box.top * s - static_cast<double>(r0), box.left * s - static_cast<double>(c0),
                                      box.height * s, box.width * s}};
   }
 
  private:
-  void read_header() {
-    jpeg_decompress_struct cinfo{};
-    JpegError err{};
-    cinfo.err = jpeg_std_error(&err.mgr);
-    err.mgr.error_exit = jpeg_on_error;
-    err.mgr.output_message = jpeg_quiet;
-    if (setjmp(err.jump)) {
-      jpeg_destroy_decompress(&cinfo);
-      bad_file(path_, std::string("bad JPEG: ") + err.message);
-    }
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, bytes_.data(), static_cast<unsigned long>(bytes_.size()));
-    jpeg_read_header(&cinfo, TRUE);
-    height_ = cinfo.image_height;
-    width_ = cinfo.image_width;
-    components_ = cinfo.num_components == 1 ? 1 : 3;
-    const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
-    jpeg_destroy_decompress(&cinfo);
-    check_pixels(width_, height_, path_);
-    if (cmyk) bad_file(path_, "bad JPEG: CMYK JPEG images are not supported");
-  }
-
   std::vector<std::uint8_t> bytes_;
   std::string path_;
   ColorMode mode_;
-  std::int64_t height_ = 0, width_ = 0, components_ = 3;
+  JpegHeader header_;
 };
 
 // A format without partial decoding (PNG): decoded whole when opened; regions are views.

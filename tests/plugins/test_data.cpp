@@ -14,6 +14,7 @@
 #include "graft/host/recipe.h"
 #include "graft/host/registry.h"
 #include "graft/host/serialize.h"
+#include "support/draws.h"
 #include "support/plugins.h"
 #include "support/run.h"
 
@@ -430,19 +431,8 @@ BOOST_AUTO_TEST_CASE(transforms_match_torchvision) {
   // RandomResizedCrop: torchvision's get_params, replayed with graft's draws.
   for (std::uint64_t seed : {1, 2, 3, 4}) {
     const auto& x = inputs["u3"];
-    const double H = 17, W = 23;
     graft::Rng rng(seed);
-    std::int64_t top = -1, left = 0, h = 0, w = 0;
-    for (int k = 0; k < 10 && top < 0; ++k) {
-      const double area = H * W * rng.uniform(0.08, 1.0);
-      const double aspect = std::exp(rng.uniform(std::log(3. / 4), std::log(4. / 3)));
-      w = static_cast<std::int64_t>(std::nearbyint(std::sqrt(area * aspect)));
-      h = static_cast<std::int64_t>(std::nearbyint(std::sqrt(area / aspect)));
-      if (0 < w && w <= W && 0 < h && h <= H) {
-        top = rng.integer(0, x.size(1) - h);
-        left = rng.integer(0, x.size(2) - w);
-      }
-    }
+    const auto [top, left, h, w] = graft::test::resized_crop_box(x.size(1), x.size(2), rng);
     BOOST_REQUIRE(top >= 0);
     cases.push_back({"rrc_" + std::to_string(seed), "{name: random_resized_crop, size: [12, 10]}", "u3",
                      {{"op", "resized_crop"},

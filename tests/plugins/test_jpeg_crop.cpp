@@ -16,6 +16,7 @@
 #include "graft/data.h"
 #include "graft/host/loader.h"
 #include "graft/host/serialize.h"
+#include "support/draws.h"
 #include "support/plugins.h"
 #include "support/run.h"
 
@@ -165,21 +166,9 @@ BOOST_AUTO_TEST_CASE(dct_scaled_crops_stay_close_to_torchvisions_antialiased_res
   for (std::int64_t i = 0; i < d->size(); ++i) {
     const auto whole = d->get(i).input;
     const auto lazy = d->get_lazy(i).image;
-    const double H = static_cast<double>(whole.size(1)), W = static_cast<double>(whole.size(2));
     for (std::uint64_t seed = 1; seed <= 10; ++seed) {
-      // torchvision's get_params with graft's draws (as random_resized_crop makes them)
       graft::Rng rng(seed);
-      std::int64_t top = -1, left = 0, h = 0, w = 0;
-      for (int k = 0; k < 10 && top < 0; ++k) {
-        const double area = H * W * rng.uniform(0.08, 1.0);
-        const double aspect = std::exp(rng.uniform(std::log(3. / 4), std::log(4. / 3)));
-        w = static_cast<std::int64_t>(std::nearbyint(std::sqrt(area * aspect)));
-        h = static_cast<std::int64_t>(std::nearbyint(std::sqrt(area / aspect)));
-        if (0 < w && w <= W && 0 < h && h <= H) {
-          top = rng.integer(0, whole.size(1) - h);
-          left = rng.integer(0, whole.size(2) - w);
-        }
-      }
+      const auto [top, left, h, w] = graft::test::resized_crop_box(whole.size(1), whole.size(2), rng);
       BOOST_REQUIRE(top >= 0);
       const Box box{static_cast<double>(top), static_cast<double>(left), static_cast<double>(h), static_cast<double>(w)};
       const auto region = lazy->decode(box, size, size);

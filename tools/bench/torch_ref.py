@@ -166,17 +166,21 @@ def cmd_train(a):
                       "sys_s": cpu1.system - cpu0.system, "torch": torch.__version__}))
 
 
-def cmd_loader(a):
-    images, labels = fashion_mnist(a.root)
-    batches = loader_batches(images, labels, a.batch, a.workers)
-    next(batches)  # the worker is up
+def time_batches(batches, count):
+    """img/s and seconds of `count` batches after the first (the workers are up)."""
+    next(batches)
     started = time.perf_counter()
     n = 0
-    for _ in range(a.batches):
+    for _ in range(count):
         x, _ = next(batches)
         n += x.size(0)
     seconds = time.perf_counter() - started
-    print(json.dumps({"img_per_s": n / seconds, "seconds": seconds, "batches": a.batches}))
+    return {"img_per_s": n / seconds, "seconds": seconds, "batches": count}
+
+
+def cmd_loader(a):
+    images, labels = fashion_mnist(a.root)
+    print(json.dumps(time_batches(loader_batches(images, labels, a.batch, a.workers), a.batches)))
 
 
 def cmd_ckpt(a):
@@ -323,15 +327,7 @@ def cmd_folder(a):
     def batches():
         while True:
             yield from loader
-    it = batches()
-    next(it)
-    started = time.perf_counter()
-    n = 0
-    for _ in range(a.batches):
-        x, _ = next(it)
-        n += x.size(0)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"img_per_s": n / seconds, "seconds": seconds, "batches": a.batches, "workers": a.workers}))
+    print(json.dumps(dict(time_batches(batches(), a.batches), workers=a.workers)))
 
 
 def main():
