@@ -2,7 +2,9 @@
 # graft against PyTorch in Python (Debian's /usr/bin/python3: torch 1.13, torchvision
 # 0.14, the LibTorch graft links), side by side in one run: training throughput (small
 # CNN and ResNet-18 on Fashion-MNIST, batch 128 and 16), the loader against preloaded
-# tensors, ResNet-50 checkpoint save/load, start-up, plugin scan, resume, peak memory.
+# tensors, the ImageNet-style JPEG pipeline (a generated folder of 500x375 JPEGs through
+# RandomResizedCrop 224, 1 and 2 workers), ResNet-50 checkpoint save/load, evaluation,
+# start-up, plugin scan, resume, peak memory.
 # A table on stdout, every value in a JSON file. See README.md, "Benchmarks".
 #
 #   bash tools/bench.sh [--out FILE] [--repeats N] [--threads N] [--smoke] [--only GROUPS] ...

@@ -21,6 +21,10 @@ class Files : public Dataset {
     if (index < 0 || index >= size()) throw graft::Error::runtime("image_files: sample index out of range");
     return {decode_image(files_[static_cast<std::size_t>(index)], mode_), 0};
   }
+  graft::LazySample get_lazy(std::int64_t index) const override {
+    if (index < 0 || index >= size()) throw graft::Error::runtime("image_files: sample index out of range");
+    return {open_image(files_[static_cast<std::size_t>(index)], mode_), 0};
+  }
   std::vector<std::int64_t> targets() const override { return std::vector<std::int64_t>(files_.size(), 0); }
   std::vector<std::string> classes() const override { return files_; }
 

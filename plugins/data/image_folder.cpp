@@ -1,6 +1,7 @@
 // A directory tree of images, one folder per class, as torchvision's ImageFolder reads it:
 // classes are the sorted names of the class folders, images (.png, .jpg, .jpeg, found
-// recursively) are sorted by path within each class. Images are decoded in get().
+// recursively) are sorted by path within each class. Images are decoded in get(), or by the
+// first transform (get_lazy: a crop decodes only its region).
 #include <algorithm>
 #include <filesystem>
 
@@ -42,6 +43,11 @@ class FolderSplit : public Dataset {
     if (index < 0 || index >= size()) throw graft::Error::runtime("image_folder: sample index out of range");
     const auto i = static_cast<std::size_t>(index);
     return {decode_image(files_[i], mode_), targets_[i]};
+  }
+  graft::LazySample get_lazy(std::int64_t index) const override {
+    if (index < 0 || index >= size()) throw graft::Error::runtime("image_folder: sample index out of range");
+    const auto i = static_cast<std::size_t>(index);
+    return {open_image(files_[i], mode_), targets_[i]};
   }
   std::vector<std::int64_t> targets() const override { return targets_; }
   std::vector<std::string> classes() const override { return classes_; }

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <graft/data.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,6 +27,13 @@ torch::Tensor center_crop(const torch::Tensor& img, std::int64_t height, std::in
 /// torchvision); uint8 is resized in float32 and rounded back.
 torch::Tensor resize(const torch::Tensor& img, std::int64_t height, std::int64_t width, Interp interp,
                      bool antialias = false);
+/// F.resize(..., antialias=True) of the region `box` of img, bilinear: PIL's triangle filter
+/// widened by the downscale factor (torchvision's tensor antialiasing is a port of it), cut
+/// and renormalised at the image's edges. img is (C, H, W), uint8 or float, any strides
+/// (an HWC decoder buffer seen as CHW is read in place); the result is (C, height, width),
+/// contiguous, of img's dtype (uint8 rounded, halves to even). `box` may be fractional and
+/// lie anywhere in img: a region of an image decoded at reduced scale.
+torch::Tensor resize_aa(const torch::Tensor& img, const graft::Box& box, std::int64_t height, std::int64_t width);
 /// torchvision's size for resize(size=[shorter]): the shorter side becomes `shorter`.
 std::vector<std::int64_t> resized_hw(std::int64_t height, std::int64_t width, std::int64_t shorter);
 /// F.rotate(img, degrees) counter-clockwise about the centre, expand=False; `fill` per

@@ -3,6 +3,8 @@
 // in a fixed order documented on each transform.
 #include <torch/types.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 #include <graft/data.h>
@@ -41,6 +43,15 @@ Interp interp_of(const Config& c) {
   return c.get<std::string>("interpolation") == "nearest" ? Interp::nearest : Interp::bilinear;
 }
 
+// Calls row(first element, step between elements, count) for each row of a uint8 (C, H, W)
+// image of any strides, in C-contiguous order.
+template <class F>
+void rows(const torch::Tensor& x, F&& row) {
+  const auto* base = x.data_ptr<std::uint8_t>();
+  for (std::int64_t c = 0; c < x.size(0); ++c)
+    for (std::int64_t r = 0; r < x.size(1); ++r) row(base + c * x.stride(0) + r * x.stride(1), x.stride(2), x.size(2));
+}
+
 // ---- value transforms --------------------------------------------------------------------
 
 struct ToTensor : Transform {
@@ -49,12 +60,26 @@ struct ToTensor : Transform {
     if (x.is_floating_point()) return x;  // already converted
     if (x.scalar_type() != torch::kUInt8)
       throw Error::usage("to_tensor: expected a uint8 image, got " + dtype_name(x.scalar_type()));
-    return x.to(torch::kFloat).div(255);
+    // one pass over a table of the 256 quotients LibTorch's float division gives (a sample
+    // is too small to be worth the dispatch of two ops)
+    static const auto quotients = [] {
+      std::array<float, 256> q{};
+      for (int v = 0; v < 256; ++v) q[static_cast<std::size_t>(v)] = static_cast<float>(v) / 255.0f;
+      return q;
+    }();
+    auto y = torch::empty(x.sizes(), torch::kFloat);
+    float* out = y.data_ptr<float>();
+    rows(x, [&](const std::uint8_t* in, std::int64_t step, std::int64_t n) {
+      for (std::int64_t i = 0; i < n; ++i) out[i] = quotients[in[i * step]];
+      out += n;
+    });
+    return y;
   }
 };
 
 struct Normalize : Transform {
-  torch::Tensor mean, std;
+  torch::Tensor mean, std;          // (n, 1, 1) float
+  std::vector<float> mean_, std_;   // the same values
   torch::Tensor apply(const torch::Tensor& x, Rng&) const override {
     need_chw("normalize", x);
     if (!x.is_floating_point())
@@ -64,7 +89,18 @@ struct Normalize : Transform {
     if (n != 1 && n != x.size(0))
       throw Error::usage("normalize: " + std::to_string(n) + " mean/std values for an image with " +
                          std::to_string(x.size(0)) + " channels");
-    return (x - mean.to(x.scalar_type())).div(std.to(x.scalar_type()));
+    if (x.scalar_type() != torch::kFloat || !x.is_contiguous())
+      return (x - mean.to(x.scalar_type())).div_(std.to(x.scalar_type()));
+    // one pass: (x - mean) / std in float, as LibTorch's two ops compute it
+    auto y = torch::empty(x.sizes(), torch::kFloat);
+    const float* in = x.data_ptr<float>();
+    float* out = y.data_ptr<float>();
+    const auto plane = x.size(1) * x.size(2);
+    for (std::int64_t c = 0; c < x.size(0); ++c) {
+      const float m = mean_[static_cast<std::size_t>(n == 1 ? 0 : c)], s = std_[static_cast<std::size_t>(n == 1 ? 0 : c)];
+      for (std::int64_t i = c * plane; i < (c + 1) * plane; ++i) out[i] = (in[i] - m) / s;
+    }
+    return y;
   }
 };
 
@@ -154,6 +190,19 @@ struct RandomCrop : Transform {
   bool pad_if_needed = false;
   torch::Tensor apply(const torch::Tensor& image, Rng& rng) const override {
     need_chw("random_crop", image);
+    if (direct(image)) {
+      // the padded size, pad_if_needed's padding (in the same constant) included
+      auto left = p.left, top = p.top;
+      auto iw = image.size(2) + p.left + p.right, ih = image.size(1) + p.top + p.bottom;
+      if (pad_if_needed && iw < w) left += w - iw, iw += 2 * (w - iw);
+      if (pad_if_needed && ih < h) top += h - ih, ih += 2 * (h - ih);
+      if (ih >= h && iw >= w && !(ih == h && iw == w)) {
+        const auto y0 = rng.integer(0, ih - h);
+        const auto x0 = rng.integer(0, iw - w);
+        return image.scalar_type() == torch::kFloat ? window<float>(image, y0 - top, x0 - left)
+                                                    : window<std::uint8_t>(image, y0 - top, x0 - left);
+      }
+    }
     auto x = padded(image, p);
     if (pad_if_needed && x.size(2) < w) {
       const auto d = w - x.size(2);
@@ -172,6 +221,30 @@ struct RandomCrop : Transform {
     const auto left = rng.integer(0, iw - w);
     return crop(x, top, left, h, w);
   }
+  // Constant padding of a uint8 or float image: the window is copied out of the image, the
+  // rest filled, in one pass (a small sample's pad and crop are mostly op dispatch).
+  bool direct(const torch::Tensor& x) const {
+    if (p.mode != PadMode::constant) return false;
+    if (x.scalar_type() == torch::kFloat) return true;
+    return x.scalar_type() == torch::kUInt8 && p.fill == std::floor(p.fill) && p.fill >= 0 && p.fill <= 255;
+  }
+  template <class T>
+  torch::Tensor window(const torch::Tensor& x, std::int64_t top, std::int64_t left) const {
+    auto y = torch::full({x.size(0), h, w}, p.fill, x.options());
+    const T* in = x.data_ptr<T>();
+    T* out = y.data_ptr<T>();
+    const auto H = x.size(1), W = x.size(2), sc = x.stride(0), sy = x.stride(1), sx = x.stride(2);
+    // output (r, c) is input (r + top, c + left): the rows and columns inside the image
+    const auto r0 = std::max<std::int64_t>(0, -top), r1 = std::min(h, H - top);
+    const auto c0 = std::max<std::int64_t>(0, -left), c1 = std::min(w, W - left);
+    for (std::int64_t ch = 0; ch < x.size(0); ++ch)
+      for (std::int64_t r = r0; r < r1; ++r) {
+        const T* src = in + ch * sc + (r + top) * sy + (c0 + left) * sx;
+        T* dst = out + (ch * h + r) * w;
+        for (std::int64_t c = c0; c < c1; ++c, src += sx) dst[c] = *src;
+      }
+    return y;
+  }
   Shape output_shape(const Shape& in) const override { return {in[0], h, w}; }
   bool random() const override { return true; }
 };
@@ -182,7 +255,16 @@ struct RandomFlip : Transform {
   std::int64_t dim = -1;  // -1: horizontal, -2: vertical
   torch::Tensor apply(const torch::Tensor& x, Rng& rng) const override {
     need_chw(dim == -1 ? "random_horizontal_flip" : "random_vertical_flip", x);
-    return rng.bernoulli(p) ? x.flip({dim}) : x;
+    if (!rng.bernoulli(p)) return x;
+    if (dim != -1 || x.scalar_type() != torch::kUInt8) return x.flip({dim});
+    // each row reversed, in one pass (LibTorch's flip indexes every element)
+    auto y = torch::empty(x.sizes(), x.options());
+    auto* out = y.data_ptr<std::uint8_t>();
+    rows(x, [&](const std::uint8_t* in, std::int64_t step, std::int64_t n) {
+      for (std::int64_t i = 0; i < n; ++i) out[n - 1 - i] = in[i * step];
+      out += n;
+    });
+    return y;
   }
   bool random() const override { return true; }
 };
@@ -204,14 +286,17 @@ struct RandomRotation : Transform {
 
 // torchvision's RandomResizedCrop.get_params. Draws, per attempt (at most 10): the area
 // fraction uniform(scale), the log aspect ratio uniform(log ratio); then, for a crop that
-// fits, the top integer(0, H - h) and the left integer(0, W - w).
+// fits, the top integer(0, H - h) and the left integer(0, W - w). As the first transform of
+// a dataset of image files it decodes only the crop (apply_lazy): a JPEG's rows and columns
+// of the crop, and with antialias at 1/2, 1/4 or 1/8 scale when the crop is at least 2, 4
+// or 8 times the output size (JPEG's DCT scaling, itself a smoothing downscale).
 struct RandomResizedCrop : Transform {
   std::int64_t h = 0, w = 0;
   double scale_lo = 0.08, scale_hi = 1, ratio_lo = 3. / 4, ratio_hi = 4. / 3;
   Interp interp = Interp::bilinear;
-  torch::Tensor apply(const torch::Tensor& x, Rng& rng) const override {
-    need_chw("random_resized_crop", x);
-    const auto height = x.size(1), width = x.size(2);
+  bool antialias = false;
+
+  graft::Box draw(std::int64_t height, std::int64_t width, Rng& rng) const {
     const double area = static_cast<double>(height * width);
     for (int attempt = 0; attempt < 10; ++attempt) {
       const double target = area * rng.uniform(scale_lo, scale_hi);
@@ -221,14 +306,38 @@ struct RandomResizedCrop : Transform {
       if (0 < cw && cw <= width && 0 < ch && ch <= height) {
         const auto top = rng.integer(0, height - ch);
         const auto left = rng.integer(0, width - cw);
-        return resize(crop(x, top, left, ch, cw), h, w, interp);
+        return box_of(top, left, ch, cw);
       }
     }
     const double in_ratio = static_cast<double>(width) / static_cast<double>(height);
     std::int64_t cw = width, ch = height;
     if (in_ratio < ratio_lo) ch = round_half_even(static_cast<double>(cw) / ratio_lo);
     else if (in_ratio > ratio_hi) cw = round_half_even(static_cast<double>(ch) * ratio_hi);
-    return resize(crop(x, (height - ch) / 2, (width - cw) / 2, ch, cw), h, w, interp);
+    return box_of((height - ch) / 2, (width - cw) / 2, ch, cw);
+  }
+  static graft::Box box_of(std::int64_t top, std::int64_t left, std::int64_t height, std::int64_t width) {
+    return {static_cast<double>(top), static_cast<double>(left), static_cast<double>(height), static_cast<double>(width)};
+  }
+  bool smooth() const { return antialias && interp == Interp::bilinear; }
+
+  torch::Tensor apply(const torch::Tensor& x, Rng& rng) const override {
+    need_chw("random_resized_crop", x);
+    const auto b = draw(x.size(1), x.size(2), rng);
+    const auto region = crop(x, static_cast<std::int64_t>(b.top), static_cast<std::int64_t>(b.left),
+                             static_cast<std::int64_t>(b.height), static_cast<std::int64_t>(b.width));
+    if (smooth()) return resize_aa(region, graft::Box{0, 0, b.height, b.width}, h, w);
+    return resize(region, h, w, interp);
+  }
+  torch::Tensor apply_lazy(const graft::LazyImage& image, Rng& rng) const override {
+    const auto s = image.shape();
+    const auto b = draw(s[1], s[2], rng);
+    if (smooth()) {
+      const auto r = image.decode(b, h, w);
+      return resize_aa(r.image, r.box, h, w);
+    }
+    // full scale: the decoded region is the crop itself, bit for bit
+    const auto r = image.decode(b, static_cast<std::int64_t>(b.height), static_cast<std::int64_t>(b.width));
+    return resize(r.image.contiguous(), h, w, interp);
   }
   Shape output_shape(const Shape& in) const override { return {in[0], h, w}; }
   bool random() const override { return true; }
@@ -248,6 +357,10 @@ std::shared_ptr<Transform> make_normalize(const Config& c) {
   const auto n = static_cast<std::int64_t>(mean.size());
   t->mean = torch::tensor(mean, torch::kDouble).to(torch::kFloat).view({n, 1, 1});
   t->std = torch::tensor(std, torch::kDouble).to(torch::kFloat).view({n, 1, 1});
+  for (std::size_t i = 0; i < mean.size(); ++i) {
+    t->mean_.push_back(static_cast<float>(mean[i]));
+    t->std_.push_back(static_cast<float>(std[i]));
+  }
   return t;
 }
 
@@ -320,6 +433,7 @@ std::shared_ptr<Transform> make_random_resized_crop(const Config& c) {
   if (!(ratio[0] <= ratio[1])) c["ratio"].fail("must be [min, max] with min <= max");
   t->scale_lo = scale[0], t->scale_hi = scale[1], t->ratio_lo = ratio[0], t->ratio_hi = ratio[1];
   t->interp = interp_of(c);
+  t->antialias = c.get<bool>("antialias");
   return t;
 }
 
@@ -375,5 +489,8 @@ GRAFT_PLUGIN(transform, "random_resized_crop", make_random_resized_crop,
              KeySpec("ratio", std::vector<double>{3.0 / 4.0, 4.0 / 3.0}, "range [min, max] of the crop's aspect ratio")
                  .length(2)
                  .greater_than(0),
-             interp_key("bilinear"));
+             interp_key("bilinear"),
+             KeySpec("antialias", false,
+                     "smooth the downscale (bilinear), as PIL and torchvision's ImageFolder do; lets a JPEG "
+                     "crop be decoded at 1/2, 1/4 or 1/8 scale"));
 GRAFT_PLUGIN(transform, "grayscale_to_rgb", make_grayscale_to_rgb, "1 channel -> 3 by repetition (3 channels: unchanged)");

@@ -27,6 +27,7 @@ const std::string build_dir = GRAFT_BUILD_DIR;
 const std::vector<std::string> expected_rows = {
     "train/cnn/b16",  "rss/cnn/b16",
     "loader/alone",   "loader/preloaded", "loader/train",     "loader/efficiency",
+    "jpeg/w1",        "jpeg/w2",
     "ckpt/save",      "ckpt/save_fsync",  "ckpt/load",        "ckpt/crc",
     "infer/cnn/optimized", "infer/cnn/eager", "infer/resnet18/optimized", "infer/resnet18/eager",
     "startup/plugin_scan", "startup/cli", "startup/fresh",    "startup/resume"};
@@ -119,7 +120,7 @@ BOOST_AUTO_TEST_CASE(numbers_are_positive_and_the_ratio_is_graft_over_python) {
 
 BOOST_AUTO_TEST_CASE(goals_are_judged_and_resume_is_detected) {
   BOOST_TEST_REQUIRE(smoke().report.contains("rows"), smoke().result.err);
-  for (const char* id : {"train/cnn/b16", "loader/efficiency", "ckpt/save", "ckpt/load"}) {
+  for (const char* id : {"train/cnn/b16", "loader/efficiency", "jpeg/w1", "ckpt/save", "ckpt/load"}) {
     const json* r = row(id);
     BOOST_TEST_REQUIRE(r != nullptr, id);
     BOOST_TEST(r->contains("goal"), id);

@@ -6,8 +6,11 @@
 #include <boost/test/unit_test.hpp>
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <set>
 
 #include "graft/host/data_plan.h"
@@ -113,6 +116,35 @@ BOOST_AUTO_TEST_CASE(batches_do_not_depend_on_workers_or_prefetch) {
       }
     }
   }
+}
+
+// What at::get_num_threads() says where each sample is transformed.
+struct ThreadCount : graft::Transform {
+  mutable std::mutex mutex;
+  mutable std::set<int> seen;
+  torch::Tensor apply(const torch::Tensor& x, graft::Rng&) const override {
+    std::lock_guard<std::mutex> lock(mutex);
+    seen.insert(at::get_num_threads());
+    return x.to(torch::kFloat);
+  }
+};
+
+BOOST_AUTO_TEST_CASE(workers_run_their_ops_on_one_thread_each) {
+  // the workers are the loader's parallelism: no intra-op threads of their own beside the
+  // training's; the caller's thread keeps its setting
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  auto data = std::make_shared<Counting>(40);
+  auto count = std::make_shared<ThreadCount>();
+  Loader workers(data, {count}, opts(8, 2));
+  epoch(workers, 0);
+  BOOST_TEST((count->seen == std::set<int>{1}));
+  count->seen.clear();
+  Loader inline_(data, {count}, opts(8, 0));
+  epoch(inline_, 0);
+  BOOST_TEST((count->seen == std::set<int>{at::get_num_threads()}));
+  BOOST_TEST(at::get_num_threads() == 2);
+  at::set_num_threads(before);
 }
 
 BOOST_AUTO_TEST_CASE(start_mid_epoch_gives_the_rest_of_the_uninterrupted_epoch) {

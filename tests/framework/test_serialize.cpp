@@ -255,6 +255,22 @@ BOOST_AUTO_TEST_CASE(crc32_on_threads_is_zlibs) {
     const auto expected = static_cast<std::uint32_t>(::crc32(::crc32(0L, Z_NULL, 0), data.data(), static_cast<uInt>(size)));
     for (const int threads : {1, 2, 3, 8}) BOOST_TEST(graft::zip::crc32(data.data(), size, threads) == expected, size << " bytes, " << threads << " threads");
   }
+  // many spans at once (records of a file): each one's own CRC, whatever the threads
+  std::vector<graft::zip::Span> spans;
+  for (std::uint64_t begin = 0, k = 0; begin < data.size(); ++k) {
+    const std::uint64_t end = std::min<std::uint64_t>(data.size(), begin + (k % 3 == 0 ? 7 : (k * 977) << 10));
+    spans.push_back({begin, end});
+    begin = end + (k % 2);  // gaps between some, as local headers are
+  }
+  spans.push_back({5, 5});
+  for (const int threads : {1, 2, 5}) {
+    const auto crcs = graft::zip::crc32(data.data(), spans, threads);
+    BOOST_REQUIRE(crcs.size() == spans.size());
+    for (std::size_t k = 0; k < spans.size(); ++k)
+      BOOST_TEST(crcs[k] == static_cast<std::uint32_t>(::crc32(::crc32(0L, Z_NULL, 0), data.data() + spans[k].begin,
+                                                                static_cast<uInt>(spans[k].end - spans[k].begin))),
+                 "span " << k << ", " << threads << " threads");
+  }
   const auto dir = graft::test::temp_dir("crc");
   graft::StateDict sd;
   sd.insert("big", torch::arange(6000001, torch::kFloat32));  // 24 MB: split on 2+ threads

@@ -6,6 +6,11 @@
                                                     PIL and torchvision's ImageFolder read from it
   data_oracle.py transforms IN.pth CASES.json OUT.pth
                                                     torchvision.transforms.functional on each case
+  data_oracle.py jpeg_files DIR                     photo-like JPEGs of every layout (4:2:0, 4:4:4,
+                                                    4:2:2, gray, progressive) and a PNG in DIR/train/x/
+  data_oracle.py jpeg_crops CASES.json OUT.pth      each case's crop of a file resized as torchvision
+                                                    does it: on the PIL image (ImageFolder's way,
+                                                    antialiased) and on the tensor, antialias on and off
 """
 import gzip
 import json
@@ -144,12 +149,63 @@ def transforms(inp, cases_path, out):
             y = F.rotate(x, a["angle"], modes[a["interpolation"]], fill=[float(a["fill"])] * x.shape[0])
         elif op == "resized_crop":
             y = F.resized_crop(x, a["top"], a["left"], a["height"], a["width"], a["size"],
-                               modes[a["interpolation"]], antialias=False)
+                               modes[a["interpolation"]], antialias=a.get("antialias", False))
         else:
             raise SystemExit(f"unknown op {op}")
         result[case["id"]] = y
     save(result, out)
 
 
+def jpeg_files(root):
+    from PIL import Image, ImageDraw, ImageFilter
+
+    def photo(seed, width, height, mode="RGB"):
+        # smooth gradients, shapes with soft edges, noise: what a decoder sees in a photo
+        rng = np.random.default_rng(seed)
+        y, x = np.mgrid[0:height, 0:width] / max(width, height)
+        planes = [rng.uniform(50, 200) + rng.uniform(-80, 80) * x + rng.uniform(-80, 80) * y
+                  + 30 * np.sin(2 * np.pi * (rng.uniform(1, 4) * x + rng.uniform(1, 4) * y)) for _ in range(3)]
+        im = Image.fromarray(np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8), "RGB")
+        draw = ImageDraw.Draw(im)
+        for _ in range(8):
+            x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
+            box = [x0, y0, x0 + rng.uniform(10, width / 2), y0 + rng.uniform(10, height / 2)]
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+        im = im.filter(ImageFilter.GaussianBlur(1.0))
+        a = np.asarray(im).astype(np.float32) + rng.normal(0, 6, (height, width, 3))
+        im = Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "RGB")
+        return im.convert(mode)
+
+    d = os.path.join(root, "train", "x")
+    os.makedirs(d, exist_ok=True)
+    photo(1, 500, 375).save(os.path.join(d, "a.jpg"), quality=90)                 # 4:2:0
+    photo(2, 375, 500).save(os.path.join(d, "b.jpg"), quality=95, subsampling=0)  # 4:4:4
+    photo(3, 333, 251).save(os.path.join(d, "c.jpg"), quality=85, subsampling=1)  # 4:2:2
+    photo(4, 300, 200, "L").save(os.path.join(d, "d.jpg"), quality=90)            # gray
+    photo(5, 417, 311).save(os.path.join(d, "e.jpg"), quality=80, progressive=True)
+    photo(6, 200, 150).save(os.path.join(d, "f.png"))
+
+
+def jpeg_crops(cases_path, out):
+    import torchvision.transforms.functional as F
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    with open(cases_path) as f:
+        cases = json.load(f)
+    result = {}
+    for case in cases:
+        im = Image.open(case["file"])
+        im.load()
+        box = (case["top"], case["left"], case["height"], case["width"], case["size"])
+        result[case["id"] + "_pil"] = F.pil_to_tensor(F.resized_crop(im, *box, InterpolationMode.BILINEAR))
+        t = F.pil_to_tensor(im)
+        for name, aa in (("aa", True), ("plain", False)):
+            result[case["id"] + "_" + name] = F.resized_crop(t, *box, InterpolationMode.BILINEAR, antialias=aa)
+    save(result, out)
+
+
 if __name__ == "__main__":
-    {"idx": idx, "folder": folder, "transforms": transforms}[sys.argv[1]](*sys.argv[2:])
+    {"idx": idx, "folder": folder, "transforms": transforms, "jpeg_files": jpeg_files,
+     "jpeg_crops": jpeg_crops}[sys.argv[1]](*sys.argv[2:])

@@ -14,6 +14,7 @@
 #include "graft/host/recipe.h"
 #include "graft/host/registry.h"
 #include "graft/host/serialize.h"
+#include "support/draws.h"
 #include "support/plugins.h"
 #include "support/run.h"
 
@@ -376,6 +377,10 @@ BOOST_AUTO_TEST_CASE(transforms_match_torchvision) {
            {"crop_symmetric", "{name: random_crop, size: 20, padding: 3, padding_mode: symmetric}", "u1", "symmetric",
             {3}, 0, 20, 20},
            {"crop_plain", "{name: random_crop, size: 11}", "u3", "constant", {}, 0, 11, 11},
+           // pad_if_needed pads 1 more on each side: 2 in all
+           {"crop_if_needed", "{name: random_crop, size: [20, 26], padding: 1, pad_if_needed: true, fill: 3}", "u3",
+            "constant", {2}, 3, 20, 26},
+           {"crop_float", "{name: random_crop, size: 19, padding: 2, fill: 0.5}", "f3", "constant", {2}, 0.5, 19, 19},
        }) {
     const auto& x = inputs[c.input];
     std::vector<std::int64_t> p = c.padding;
@@ -426,25 +431,20 @@ BOOST_AUTO_TEST_CASE(transforms_match_torchvision) {
   // RandomResizedCrop: torchvision's get_params, replayed with graft's draws.
   for (std::uint64_t seed : {1, 2, 3, 4}) {
     const auto& x = inputs["u3"];
-    const double H = 17, W = 23;
     graft::Rng rng(seed);
-    std::int64_t top = -1, left = 0, h = 0, w = 0;
-    for (int k = 0; k < 10 && top < 0; ++k) {
-      const double area = H * W * rng.uniform(0.08, 1.0);
-      const double aspect = std::exp(rng.uniform(std::log(3. / 4), std::log(4. / 3)));
-      w = static_cast<std::int64_t>(std::nearbyint(std::sqrt(area * aspect)));
-      h = static_cast<std::int64_t>(std::nearbyint(std::sqrt(area / aspect)));
-      if (0 < w && w <= W && 0 < h && h <= H) {
-        top = rng.integer(0, x.size(1) - h);
-        left = rng.integer(0, x.size(2) - w);
-      }
-    }
+    const auto [top, left, h, w] = graft::test::resized_crop_box(x.size(1), x.size(2), rng);
     BOOST_REQUIRE(top >= 0);
     cases.push_back({"rrc_" + std::to_string(seed), "{name: random_resized_crop, size: [12, 10]}", "u3",
                      {{"op", "resized_crop"},
                       {"args", {{"top", top}, {"left", left}, {"height", h}, {"width", w}, {"size", {12, 10}},
                                 {"interpolation", "bilinear"}}}},
                      seed});
+    // antialiased: graft's own resampler (PIL's filter, as torchvision's), rounding apart
+    cases.push_back({"rrc_aa_" + std::to_string(seed), "{name: random_resized_crop, size: [12, 10], antialias: true}", "u3",
+                     {{"op", "resized_crop"},
+                      {"args", {{"top", top}, {"left", left}, {"height", h}, {"width", w}, {"size", {12, 10}},
+                                {"interpolation", "bilinear"}, {"antialias", true}}}},
+                     seed, 1});
   }
 
   json list = json::array();
@@ -476,6 +476,28 @@ BOOST_AUTO_TEST_CASE(transforms_match_torchvision) {
     }
   }
   fs::remove_all(dir);
+}
+
+// The transforms that copy pixels one by one (crop, flip, to_tensor, normalize) read any
+// strides: a view (a crop, a transposed image, an HWC buffer seen as CHW) gives what its
+// contiguous copy gives.
+BOOST_AUTO_TEST_CASE(views_give_what_their_contiguous_copies_give) {
+  torch::manual_seed(3);
+  const auto hwc = torch::randint(0, 256, {13, 17, 3}, torch::kUInt8);
+  const auto views = {hwc.permute({2, 0, 1}), hwc.permute({2, 1, 0}).slice(2, 1, 12), hwc.permute({2, 0, 1}).flip({1})};
+  for (const auto* yaml : {"{name: random_crop, size: 9, padding: 2, fill: 5}", "{name: random_crop, size: [15, 7], pad_if_needed: true}",
+                           "{name: random_horizontal_flip, p: 1}", "to_tensor"}) {
+    const auto t = transform(yaml);
+    for (const auto& v : views)
+      for (std::uint64_t seed : {1, 2}) {
+        graft::Rng a(seed), b(seed);
+        BOOST_TEST(torch::equal(t->apply(v, a), t->apply(v.contiguous(), b)), yaml << " on " << v.strides());
+      }
+  }
+  const auto f = torch::rand({3, 6, 5}).permute({0, 2, 1});
+  graft::Rng rng(1);
+  const auto n = transform("{name: normalize, mean: [0.1, 0.2, 0.3], std: [0.5, 0.6, 0.7]}");
+  BOOST_TEST(torch::equal(n->apply(f, rng), n->apply(f.contiguous(), rng)));
 }
 
 BOOST_AUTO_TEST_CASE(transform_flags_shapes_and_errors) {

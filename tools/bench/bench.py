@@ -58,7 +58,7 @@ GOALS = {  # row id -> minimum of the row's ratio (or of graft's value, for "val
     "train/cnn/b128": ("ratio", 1.0), "train/resnet18/b128": ("ratio", 1.0),
     "train/cnn/b16": ("ratio", 1.2), "train/resnet18/b16": ("ratio", 1.2),
     "loader/efficiency": ("value", 95.0),
-    "ckpt/save": ("ratio", 1.0), "ckpt/load": ("ratio", 3.0),
+    "ckpt/save": ("ratio", 1.0), "ckpt/load": ("ratio", 3.0), "jpeg/w1": ("ratio", 4.0),
     "infer/cnn/optimized": ("ratio", 1.5), "infer/resnet18/optimized": ("ratio", 1.5),
 }
 
@@ -382,6 +382,60 @@ class Bench:
         self.add("ckpt/crc", "  of which the CRC-32 check alone", "MB/s", "higher", gc, [],
                  note="the same bytes and threads as the load; " + crc_share)
 
+    def jpeg_recipe(self, root, workers):
+        text = "\n".join([
+            "# written by tools/bench/bench.py",
+            "description: graft bench, the ImageNet training transforms on a JPEG folder",
+            "seed: 0",
+            "model: {backbone: {name: simple_cnn, in_channels: 3, num_classes: 4}}",
+            "data:",
+            "  dataset: {name: image_folder, root: '%s'}" % root,
+            "  val: none",
+            "  batch_size: 32",
+            "  workers: %d" % workers,
+            "  transforms:",
+            "    - {name: random_resized_crop, size: 224, antialias: true}",
+            "    - random_horizontal_flip",
+            "    - to_tensor",
+            "    - {name: normalize, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}",
+            "  eval_transforms: [{name: resize, size: 256}, {name: center_crop, size: 224}, to_tensor]",
+            "trainer: {epochs: 1, device: cpu, threads: %d}" % self.a.threads,
+            "",
+        ])
+        path = os.path.join(self.work, "jpeg-w%d.yaml" % workers)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def jpeg_rows(self):
+        """The ImageNet-style input pipeline: a folder of photo-like 500x375 JPEGs through
+        random_resized_crop 224 + flip + to_tensor + normalize, batch 32: graft's loader
+        against torchvision's ImageFolder + DataLoader, 1 and 2 workers."""
+        root = os.path.join(self.work, "jpegs")
+        per_class = 4 if self.a.smoke else self.a.jpegs // 4
+        made = self.attempt("python jpegs", lambda: self.py(
+            ["jpegs", "--out", root, "--classes", "4", "--per-class", str(per_class)], timeout=1800))
+        if made is None:
+            return
+        batches = 2 if self.a.smoke else 40
+        for workers in (1, 2):
+            recipe = self.jpeg_recipe(root, workers)
+            g, p = [], []
+            for r in range(self.a.repeats):
+                got = self.attempt("graft-bench loader (jpeg, %d workers)" % workers, lambda: run(
+                    [self.tool, "loader", recipe, "--batches", str(batches)]))
+                if got:
+                    g.append(last_json(got[2])["img_per_s"])
+                got = self.attempt("python folder (%d workers)" % workers, lambda: self.py(
+                    ["folder", "--dir", root, "--workers", str(workers), "--batches", str(batches)]))
+                if got:
+                    p.append(last_json(got[2])["img_per_s"])
+            self.add("jpeg/w%d" % workers, "JPEG folder, RandomResizedCrop 224, %d worker%s" % (workers, "s" if workers > 1 else ""),
+                     "img/s", "higher", g, p,
+                     note="%d photo-like 500x375 JPEGs (~70 KB), + flip, to_tensor, normalize, batch 32; graft: "
+                          "graft::Loader (crop decoded in part, antialiased); python: ImageFolder (PIL) + "
+                          "DataLoader(num_workers=%d)" % (4 * per_class, workers))
+
     def infer_rows(self):
         """Evaluation throughput (issue 16): graft eager and optimized against Python eager."""
         for model, batch, label in (("cnn", 500, "small CNN batch 500"), ("resnet18", 32, "ResNet-18 224x224 batch 32")):
@@ -543,7 +597,8 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of both sides (default 2)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the measured steps (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few steps of everything, 1 repeat: checks that it works")
-    p.add_argument("--only", default="train,loader,ckpt,infer,startup,dist", help="row groups to run")
+    p.add_argument("--only", default="train,loader,jpeg,ckpt,infer,startup,dist", help="row groups to run")
+    p.add_argument("--jpegs", type=int, default=400, help="images in the JPEG folder of the jpeg rows (default 400)")
     p.add_argument("--models", default="cnn,resnet18")
     p.add_argument("--batches", default="128,16", help="training batch sizes")
     p.add_argument("--ckpt-arch", default="resnet50", help="the checkpoint rows' model (default resnet50)")
@@ -578,7 +633,7 @@ def main():
     load_before = os.getloadavg()
     machine = b.machine()
     try:
-        for g in ("train", "loader", "ckpt", "infer", "startup", "dist"):
+        for g in ("train", "loader", "jpeg", "ckpt", "infer", "startup", "dist"):
             if g in groups:
                 getattr(b, g + "_rows")()
     finally:

@@ -8,6 +8,10 @@ memory are its own.
   train   --model cnn|resnet18 --batch N --warmup W --steps M --feed preloaded|loader
   loader  --batch N --batches M                    the data pipeline alone (no training)
   ckpt    --arch resnet50 --dir D --repeats K      torch.save / torch.load of a state dict
+  jpegs   --out DIR [--classes C --per-class N]    write the JPEG image folder of the folder rows
+                                                   (photo-like 500x375 images, deterministic)
+  folder  --dir DIR --workers W --batches M        torchvision's ImageFolder + DataLoader through
+                                                   RandomResizedCrop(224), flip, ToTensor, Normalize
   run     --model M --steps K [--resume CKPT] --save CKPT
           a whole short run, as `graft train` does it: open the data, build model and
           optimizer, (load a checkpoint), train K steps, save a checkpoint, exit
@@ -162,17 +166,21 @@ def cmd_train(a):
                       "sys_s": cpu1.system - cpu0.system, "torch": torch.__version__}))
 
 
-def cmd_loader(a):
-    images, labels = fashion_mnist(a.root)
-    batches = loader_batches(images, labels, a.batch, a.workers)
-    next(batches)  # the worker is up
+def time_batches(batches, count):
+    """img/s and seconds of `count` batches after the first (the workers are up)."""
+    next(batches)
     started = time.perf_counter()
     n = 0
-    for _ in range(a.batches):
+    for _ in range(count):
         x, _ = next(batches)
         n += x.size(0)
     seconds = time.perf_counter() - started
-    print(json.dumps({"img_per_s": n / seconds, "seconds": seconds, "batches": a.batches}))
+    return {"img_per_s": n / seconds, "seconds": seconds, "batches": count}
+
+
+def cmd_loader(a):
+    images, labels = fashion_mnist(a.root)
+    print(json.dumps(time_batches(loader_batches(images, labels, a.batch, a.workers), a.batches)))
 
 
 def cmd_ckpt(a):
@@ -243,6 +251,85 @@ def cmd_run(a):
     print(json.dumps({"steps": a.steps - done}))
 
 
+# ---- the JPEG image folder (ImageNet-like) ------------------------------------------------
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def photo(rng, width=500, height=375):
+    """A photo-like RGB image: smooth gradients and waves, soft-edged shapes, sensor noise
+    (what JPEG and a decoder see in a photo: not flat colour, not pure noise)."""
+    from PIL import Image, ImageDraw, ImageFilter
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / max(width, height)
+    planes = []
+    for _ in range(3):
+        a = rng.uniform(60, 190) + rng.uniform(-90, 90) * x + rng.uniform(-90, 90) * y
+        for _ in range(3):
+            fx, fy, phase = rng.uniform(0.5, 4), rng.uniform(0.5, 4), rng.uniform(0, 2 * np.pi)
+            a = a + rng.uniform(8, 35) * np.sin(2 * np.pi * (fx * x + fy * y) + phase)
+        planes.append(a)
+    im = Image.fromarray(np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(6, 14))):
+        x0, y0 = rng.uniform(-50, width), rng.uniform(-50, height)
+        w, h = rng.uniform(20, 220), rng.uniform(20, 180)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            draw.ellipse([x0, y0, x0 + w, y0 + h], fill=colour)
+        elif kind == 1:
+            draw.rectangle([x0, y0, x0 + w, y0 + h], fill=colour)
+        else:
+            draw.polygon([(x0 + rng.uniform(0, w), y0 + rng.uniform(0, h)) for _ in range(5)], fill=colour)
+    im = im.filter(ImageFilter.GaussianBlur(1.2))
+    # texture (foliage, fabric, grain: noise at a few pixels' scale) and sensor noise
+    grain = Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8), "L")
+    grain = np.asarray(grain.filter(ImageFilter.GaussianBlur(1.0))).astype(np.float32) - 127.5
+    fx, fy, phase = rng.uniform(0.5, 2), rng.uniform(0.5, 2), rng.uniform(0, 2 * np.pi)
+    amount = 2.6 * np.clip(np.sin(2 * np.pi * (fx * x + fy * y) + phase) + 0.3, 0, 1)  # textured and smooth parts
+    a = np.asarray(im).astype(np.float32) + (amount * grain)[..., None] + rng.normal(0, 4, (height, width, 3))
+    return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def cmd_jpegs(a):
+    """DIR/<class>/<k>.jpg, quality 90 (PIL's default 4:2:0 subsampling); kept when DIR
+    already holds this set (its stamp file)."""
+    stamp = os.path.join(a.out, "graft-bench-jpegs.json")
+    spec = {"classes": a.classes, "per_class": a.per_class, "size": [500, 375], "quality": 90, "version": 1}
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f) == spec:
+                print(json.dumps({"images": a.classes * a.per_class, "made": 0}))
+                return
+    total = 0
+    for c in range(a.classes):
+        d = os.path.join(a.out, "class%02d" % c)
+        os.makedirs(d, exist_ok=True)
+        for k in range(a.per_class):
+            photo(np.random.default_rng([c, k])).save(os.path.join(d, "%04d.jpg" % k), format="JPEG", quality=90)
+            total += os.path.getsize(os.path.join(d, "%04d.jpg" % k))
+    with open(stamp, "w") as f:
+        json.dump(spec, f)
+    print(json.dumps({"images": a.classes * a.per_class, "made": a.classes * a.per_class,
+                      "mean_kb": total / 1000.0 / (a.classes * a.per_class)}))
+
+
+def cmd_folder(a):
+    """torchvision's ImageFolder (PIL decoding) + DataLoader through the ImageNet training
+    transforms; img/s over --batches batches after the first (the workers are up)."""
+    import torchvision
+    import torchvision.transforms as T
+    dataset = torchvision.datasets.ImageFolder(a.dir, T.Compose([
+        T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=a.batch, shuffle=True, num_workers=a.workers,
+                                         persistent_workers=a.workers > 0)
+
+    def batches():
+        while True:
+            yield from loader
+    print(json.dumps(dict(time_batches(batches(), a.batches), workers=a.workers)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -268,6 +355,15 @@ def main():
     i.add_argument("--batch", type=int, default=500)
     i.add_argument("--warmup", type=int, default=2)
     i.add_argument("--iters", type=int, default=10)
+    j = sub.add_parser("jpegs")
+    j.add_argument("--out", required=True)
+    j.add_argument("--classes", type=int, default=4)
+    j.add_argument("--per-class", type=int, default=100)
+    fo = sub.add_parser("folder")
+    fo.add_argument("--dir", required=True)
+    fo.add_argument("--batch", type=int, default=32)
+    fo.add_argument("--workers", type=int, default=1)
+    fo.add_argument("--batches", type=int, default=30)
     r = sub.add_parser("run")
     r.add_argument("--model", default="cnn")
     r.add_argument("--batch", type=int, default=128)
@@ -276,7 +372,8 @@ def main():
     r.add_argument("--save", required=True)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    {"train": cmd_train, "loader": cmd_loader, "ckpt": cmd_ckpt, "infer": cmd_infer, "run": cmd_run}[a.cmd](a)
+    {"train": cmd_train, "loader": cmd_loader, "ckpt": cmd_ckpt, "infer": cmd_infer, "run": cmd_run,
+     "jpegs": cmd_jpegs, "folder": cmd_folder}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@
 //   GRAFT_PLUGIN(dataset, "fashion_mnist", make_fashion_mnist, "Fashion-MNIST IDX files",
 //                graft::KeySpec("root", "/usr/share/datasets/fashion-mnist", "directory of the IDX files"));
 //
+// A dataset of image files also offers get_lazy(): the image still encoded, which a crop
+// as the first transform decodes only in part (LazyImage, Transform::apply_lazy).
+//
 //   class HFlip : public graft::Transform {
 //     torch::Tensor apply(const torch::Tensor& x, graft::Rng& rng) const override {
 //       return rng.bernoulli(p_) ? x.flip({-1}) : x;
@@ -33,6 +36,41 @@ struct Sample {
   std::int64_t target = 0;
 };
 
+/// A rectangle of an image, in its pixels: fractional where a decoder scaled the image.
+struct Box {
+  double top = 0, left = 0, height = 0, width = 0;
+};
+
+/// An image file not decoded yet. The loader hands it to the first transform
+/// (Transform::apply_lazy), which decodes only what it keeps: a region, and at a reduced
+/// scale when it downscales anyway (JPEG's DCT scaling). Called from one thread at a time.
+class LazyImage {
+ public:
+  virtual ~LazyImage() = default;
+  /// (C, H, W) of the whole decoded image, read from the file's header.
+  virtual std::vector<std::int64_t> shape() const = 0;
+
+  struct Region {
+    torch::Tensor image;  ///< uint8 (C, H', W'), possibly a non-contiguous view
+    Box box;              ///< where the requested box lies in `image`, in its pixels
+  };
+  /// `box` (inside the image) decoded at the smallest scale the format offers (JPEG: 1/8,
+  /// 1/4, 1/2 or 1; other formats: 1) at which it still measures at least min_height x
+  /// min_width pixels. At scale 1 with a box of whole pixels, `image` is exactly the box
+  /// (as a crop of the whole decoded image, bit for bit) and `box` is all of it. A corrupt
+  /// file is a usage error naming it.
+  virtual Region decode(const Box& box, std::int64_t min_height, std::int64_t min_width) const = 0;
+
+  /// The whole image at full size, contiguous: what Dataset::get gives.
+  torch::Tensor decode_all() const;
+};
+
+/// Sample i with its image not decoded yet (image null: the dataset has no such form).
+struct LazySample {
+  std::shared_ptr<const LazyImage> image;
+  std::int64_t target = 0;
+};
+
 /// One split of a dataset. get() is called from several loader threads at once: it must
 /// be thread-safe (read-only after construction is the easy way).
 class Dataset {
@@ -40,6 +78,10 @@ class Dataset {
   virtual ~Dataset() = default;
   virtual std::int64_t size() const = 0;
   virtual Sample get(std::int64_t index) const = 0;
+  /// Sample `index` with its image left encoded, for a first transform that decodes only
+  /// part of it (Transform::apply_lazy). Datasets of image files override it; the default
+  /// (image null) makes the loader call get().
+  virtual LazySample get_lazy(std::int64_t /*index*/) const { return {}; }
   /// Every sample's class, in index order, without decoding images (class subsets,
   /// samples per class and stratified splits use it).
   virtual std::vector<std::int64_t> targets() const = 0;
@@ -113,7 +155,18 @@ class Transform {
   virtual bool random() const { return false; }
   /// The output shape for an input shape (C, H, W), for `graft check` and dry runs.
   virtual std::vector<std::int64_t> output_shape(const std::vector<std::int64_t>& in) const { return in; }
+  /// apply() on an image not decoded yet (the first transform of the loader, on a dataset
+  /// of image files). A crop overrides it to decode only its region, with the same draws
+  /// as apply() and its result (within the decoder's scaling where it downscales). The
+  /// default decodes the whole image and calls apply().
+  virtual torch::Tensor apply_lazy(const LazyImage& image, Rng& rng) const { return apply(image.decode_all(), rng); }
 };
+
+inline torch::Tensor LazyImage::decode_all() const {
+  const auto s = shape();
+  const Box all{0, 0, static_cast<double>(s[1]), static_cast<double>(s[2])};
+  return decode(all, s[1], s[2]).image.contiguous();
+}
 
 template <> struct ProductOf<Kind::transform> { using type = std::shared_ptr<Transform>; };
 

@@ -71,6 +71,12 @@ class Subset : public Dataset {
     s.target = targets_[static_cast<std::size_t>(i)];
     return s;
   }
+  LazySample get_lazy(std::int64_t i) const override {
+    if (i < 0 || i >= size()) throw Error::runtime("sample index " + std::to_string(i) + " out of range");
+    LazySample s = base_->get_lazy(indices_[static_cast<std::size_t>(i)]);
+    s.target = targets_[static_cast<std::size_t>(i)];
+    return s;
+  }
   std::vector<std::int64_t> targets() const override { return targets_; }
   std::vector<std::string> classes() const override { return classes_; }
 

@@ -7,7 +7,9 @@
 
 #include "io/dtype_name.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
+#include <dlfcn.h>
 
 #include <condition_variable>
 #include <deque>
@@ -45,6 +47,18 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 // dataset reaches).
 constexpr std::uint64_t kOrderStream = ~0ULL;
 
+// A worker makes one sample at a time, and the workers are the loader's parallelism: their
+// LibTorch ops run on the worker thread alone. Left to LibTorch, each worker thread would
+// start an OpenMP team of its own on ops over 32K elements (a 224x224 image's), whose
+// threads spin after each op beside the training's. OpenMP's thread count is per thread;
+// LibTorch sets it up lazily on a thread's first parallel op, so that is done first.
+void serial_intra_op_here() {
+  at::internal::lazy_init_num_threads();
+  using SetThreads = void (*)(int);
+  static const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (set != nullptr) set(1);  // a LibTorch without OpenMP has no per-thread count to set
+}
+
 }  // namespace
 
 struct Loader::Impl {
@@ -80,10 +94,19 @@ struct Loader::Impl {
     for (auto k = begin; k < end; ++k) {
       const auto index = order[static_cast<std::size_t>(k)];
       try {
-        Sample s = data->get(index);
         Rng rng(Rng::seed_for(options.seed, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(index)));
+        // An image file goes to the first transform still encoded (a crop decodes only its region).
+        LazySample lazy = transforms.empty() ? LazySample{} : data->get_lazy(index);
+        Sample s;
+        std::size_t next = 0;
+        if (lazy.image) {
+          s.input = transforms[next++]->apply_lazy(*lazy.image, rng);
+          s.target = lazy.target;
+        } else {
+          s = data->get(index);
+        }
         torch::Tensor x = s.input;
-        for (const auto& t : transforms) x = t->apply(x, rng);
+        for (; next < transforms.size(); ++next) x = transforms[next]->apply(x, rng);
         if (!x.is_floating_point())
           throw Error::usage("the transforms give " + dtype_name(x.scalar_type()) +
                              " images; end them with to_tensor");
@@ -104,6 +127,7 @@ struct Loader::Impl {
   }
 
   void work(std::size_t w) {
+    serial_intra_op_here();
     const auto n = static_cast<std::int64_t>(queues.size());
     for (auto b = first + static_cast<std::int64_t>(w); b < end_batch; b += n) {
       {

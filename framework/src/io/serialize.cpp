@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "graft/error.h"
 #include "io/pickle.h"
@@ -157,19 +158,87 @@ torch::Tensor storage_from_bytes(const void* data, std::size_t nbytes, const pic
   return t;
 }
 
-// A whole file in one buffer: one read(), no per-record allocation. Large files get 2 MiB
-// pages (fewer page faults). The storages of a zip file are tensors on this buffer; it is
-// freed when the last of them is.
+// A whole file in one buffer, no per-record allocation. Large files get 2 MiB pages (fewer
+// page faults). The storages of a zip file are tensors on this buffer; it is freed when the
+// last of them is. `checked`: the stored records whose CRC-32 was checked as the file was read.
 struct FileImage {
   std::uint8_t* data = nullptr;
   std::uint64_t size = 0;
+  std::set<std::string> checked;
   FileImage(const FileImage&) = delete;
   FileImage& operator=(const FileImage&) = delete;
   FileImage() = default;
   ~FileImage() { std::free(data); }
 };
 
-std::shared_ptr<FileImage> read_image(const std::string& path) {
+// Bytes [begin, end) of the file into the same place of the buffer.
+void read_range(int fd, std::uint8_t* data, std::uint64_t begin, std::uint64_t end) {
+  for (std::uint64_t done = begin; done < end;) {
+    const ssize_t k = ::pread(fd, data + done, std::min<std::uint64_t>(end - done, 1u << 30), static_cast<off_t>(done));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) throw std::runtime_error(k == 0 ? std::string("shrank while being read") : std::string("cannot be read: ") + std::strerror(errno));
+    done += static_cast<std::uint64_t>(k);
+  }
+}
+
+// A zip file read and checked in one pass: its directory (from the file's end) and its
+// records' local headers first, then the whole file in pieces that the process's threads
+// share, each piece of a stored record CRC-checked right after it is read, while it is in
+// the cache. Records found right go into image.checked; anything this plan cannot make out
+// (a damaged directory or header, overlapping records) is left to read_zip, which checks
+// those records as they are read, with the same errors as ever: the buffer always ends up
+// holding the whole file.
+void read_zip_checked(int fd, FileImage& image, int threads) {
+  std::uint8_t* data = image.data;
+  const std::uint64_t size = image.size;
+  std::vector<zip::Span> spans;
+  std::vector<std::string> names;
+  std::vector<std::uint32_t> expected;
+  try {
+    // the end-of-directory record, a zip64 locator and record, and (most often) the directory
+    const std::uint64_t tail = size - std::min<std::uint64_t>(size, std::uint64_t{1} << 17);
+    read_range(fd, data, tail, size);
+    const auto cd = zip::directory_offset(data, size);
+    if (cd < tail) read_range(fd, data, cd, tail);
+    const auto index = zip::read_directory(data, size);
+    for (const auto& [name, e] : index) {
+      if (e.method != 0 || e.compressed_size != e.size || e.local_offset > size || size - e.local_offset < 30) continue;
+      read_range(fd, data, e.local_offset, e.local_offset + 30);
+      const auto at = zip::data_offset(data, size, e);
+      spans.push_back({at, at + e.size});
+      names.push_back(name);
+      expected.push_back(e.crc32);
+    }
+  } catch (const std::runtime_error&) {
+    spans.clear();
+  }
+  std::vector<std::size_t> order(spans.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return spans[a].begin < spans[b].begin; });
+  for (std::size_t k = 1; k < order.size(); ++k)
+    if (spans[order[k]].begin < spans[order[k - 1]].end) {  // a damaged file: no plan, read it whole
+      spans.clear();
+      order.clear();
+      break;
+    }
+  // the records, and the bytes between them (headers, the directory): all of the file
+  std::vector<zip::Span> cover;
+  std::uint64_t at = 0;
+  for (const auto k : order) {
+    if (at < spans[k].begin) cover.push_back({at, spans[k].begin});
+    cover.push_back(spans[k]);
+    at = spans[k].end;
+  }
+  if (at < size) cover.push_back({at, size});
+  const auto crcs = zip::crc32(data, cover, threads, [&](const zip::Span& piece) { read_range(fd, data, piece.begin, piece.end); });
+  std::size_t c = 0;
+  for (const auto k : order) {
+    while (cover[c].begin != spans[k].begin || cover[c].end != spans[k].end) ++c;
+    if (crcs[c] == expected[k]) image.checked.insert(names[k]);
+  }
+}
+
+std::shared_ptr<FileImage> read_image(const std::string& path, int threads) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(std::string("cannot be opened: ") + std::strerror(errno));
   auto image = std::make_shared<FileImage>();
@@ -189,15 +258,13 @@ std::shared_ptr<FileImage> read_image(const std::string& path) {
     throw std::runtime_error("cannot be read: out of memory for " + std::to_string(image->size) + " bytes");
   }
   if (align == huge) ::madvise(image->data, bytes, MADV_HUGEPAGE);
-  for (std::uint64_t done = 0; done < image->size;) {
-    const ssize_t k = ::read(fd, image->data + done, std::min<std::uint64_t>(image->size - done, 1u << 30));
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) {
-      const int e = errno;
-      ::close(fd);
-      throw std::runtime_error(k == 0 ? std::string("shrank while being read") : std::string("cannot be read: ") + std::strerror(e));
-    }
-    done += static_cast<std::uint64_t>(k);
+  try {
+    read_range(fd, image->data, 0, std::min<std::uint64_t>(image->size, 4));
+    if (image->size >= 4 && std::memcmp(image->data, "PK\x03\x04", 4) == 0) read_zip_checked(fd, *image, threads);
+    else read_range(fd, image->data, 0, image->size);
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
   ::close(fd);
   return image;
@@ -231,7 +298,8 @@ c10::IValue read_zip(const std::shared_ptr<FileImage>& image) {
     }
   }
   if (prefix.empty()) throw std::runtime_error("has no data.pkl (a TorchScript archive? graft reads torch.save files)");
-  // A record's bytes, CRC-checked: in the image, or (a deflated record) inflated into `copy`.
+  // A record's bytes, CRC-checked (PyTorch's reader checks none): in the image (most
+  // records were checked as the file was read), or (deflated) inflated into `copy`.
   struct Bytes {
     const std::uint8_t* data;
     std::uint64_t size;
@@ -251,8 +319,7 @@ c10::IValue read_zip(const std::shared_ptr<FileImage>& image) {
       b.data = b.copy.data();
       b.inflated = true;
     }
-    // every record is checked (PyTorch's reader checks none), on the process's CPU threads
-    if (zip::crc32(b.data, b.size, at::get_num_threads()) != e.crc32)
+    if (!(e.method == 0 && image->checked.count(prefix + name)) && zip::crc32(b.data, b.size, at::get_num_threads()) != e.crc32)
       throw std::runtime_error("record " + name + " fails its CRC-32 check (corrupt file)");
     return b;
   };
@@ -380,7 +447,7 @@ c10::IValue read_torch_file(const std::string& path) {
   if (!fs::is_regular_file(path, ec)) fail(path, fs::exists(path, ec) ? "is not a regular file" : "no such file");
   std::shared_ptr<FileImage> image;
   try {
-    image = read_image(path);
+    image = read_image(path, at::get_num_threads());
   } catch (const std::exception& e) {
     fail(path, e.what());
   }

@@ -6,6 +6,8 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -42,33 +44,72 @@ std::uint32_t crc32_serial(const std::uint8_t* p, std::size_t size) {
 
 }  // namespace
 
-std::uint32_t crc32(const void* data, std::size_t size, int threads) {
-  const auto* p = static_cast<const std::uint8_t*>(data);
-  // Below a few MB a thread costs more than it saves.
-  constexpr std::size_t kMinPart = std::size_t{4} << 20;
-  const std::size_t parts = std::min<std::size_t>(std::max(threads, 1), std::max<std::size_t>(size / kMinPart, 1));
-  if (parts <= 1) return crc32_serial(p, size);
-  // Equal parts in parallel, joined with zlib's crc32_combine (the CRC of A then B from
-  // theirs and B's length).
-  const std::size_t step = size / parts;
-  std::vector<std::uint32_t> crcs(parts);
+void on_threads(int n, const std::function<void(int)>& fn) {
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(std::max(n, 1)));
+  const auto guarded = [&](int t) {
+    try {
+      fn(t);
+    } catch (...) {
+      errors[static_cast<std::size_t>(t)] = std::current_exception();
+    }
+  };
   std::vector<std::thread> helpers;
-  helpers.reserve(parts - 1);
-  for (std::size_t k = 1; k < parts; ++k) {
-    const std::size_t begin = k * step, end = k + 1 == parts ? size : begin + step;
-    helpers.emplace_back([&crcs, p, k, begin, end] { crcs[k] = crc32_serial(p + begin, end - begin); });
-  }
-  crcs[0] = crc32_serial(p, step);
-  for (auto& t : helpers) t.join();
-  uLong crc = crcs[0];
-  for (std::size_t k = 1; k < parts; ++k) {
-    const std::size_t length = k + 1 == parts ? size - k * step : step;
-    crc = ::crc32_combine(crc, crcs[k], static_cast<z_off_t>(length));
-  }
-  return static_cast<std::uint32_t>(crc);
+  for (int t = 1; t < n; ++t) helpers.emplace_back(guarded, t);
+  guarded(0);
+  for (auto& h : helpers) h.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
-std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint64_t size) {
+std::vector<std::uint32_t> crc32(const std::uint8_t* data, const std::vector<Span>& spans, int threads,
+                                 const std::function<void(const Span&)>& fill) {
+  // Pieces of about a megabyte: small enough to share out evenly, large enough that
+  // joining them (zlib's crc32_combine) costs nothing next to them.
+  constexpr std::uint64_t kPiece = std::uint64_t{1} << 20;
+  struct Piece {
+    std::size_t span;
+    std::uint64_t begin, end;
+    std::uint32_t crc;
+  };
+  std::vector<Piece> pieces;
+  std::uint64_t total = 0;
+  for (std::size_t k = 0; k < spans.size(); ++k) {
+    const auto [begin, end] = spans[k];
+    total += end - begin;
+    const std::uint64_t parts = std::max<std::uint64_t>((end - begin + kPiece / 2) / kPiece, 1);
+    for (std::uint64_t i = 0; i < parts; ++i)
+      pieces.push_back({k, begin + (end - begin) * i / parts, begin + (end - begin) * (i + 1) / parts, 0});
+  }
+  // Below a few MB in all, a thread costs more than it saves.
+  const int n = static_cast<int>(std::min<std::uint64_t>(std::max(threads, 1), std::max<std::uint64_t>(total / (4 * kPiece), 1)));
+  std::atomic<std::size_t> next{0};
+  on_threads(n, [&](int) {
+    for (std::size_t i = next++; i < pieces.size(); i = next++) {
+      if (fill) fill(Span{pieces[i].begin, pieces[i].end});
+      pieces[i].crc = crc32_serial(data + pieces[i].begin, pieces[i].end - pieces[i].begin);
+    }
+  });
+  std::vector<std::uint32_t> out(spans.size());
+  std::vector<bool> started(spans.size(), false);
+  for (const auto& p : pieces) {
+    auto& crc = out[p.span];
+    crc = started[p.span] ? static_cast<std::uint32_t>(::crc32_combine(crc, p.crc, static_cast<z_off_t>(p.end - p.begin))) : p.crc;
+    started[p.span] = true;
+  }
+  return out;
+}
+
+std::uint32_t crc32(const void* data, std::size_t size, int threads) {
+  return crc32(static_cast<const std::uint8_t*>(data), {Span{0, size}}, threads).front();
+}
+
+namespace {
+
+struct Directory {
+  std::uint64_t count = 0, size = 0, offset = 0;
+};
+
+Directory find_directory(const std::uint8_t* file, std::uint64_t size) {
   // The end-of-central-directory record sits in the last 22 + 65535 bytes.
   if (size < 22) corrupt("the zip directory is missing (truncated file?)");
   const std::uint64_t lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
@@ -94,7 +135,15 @@ std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint6
     cd_offset = le<std::uint64_t>(file + z64 + 48);
   }
   if (cd_offset > size || cd_size > size - cd_offset) corrupt("the zip directory points past the end of the file");
+  return {count, cd_size, cd_offset};
+}
 
+}  // namespace
+
+std::uint64_t directory_offset(const std::uint8_t* file, std::uint64_t size) { return find_directory(file, size).offset; }
+
+std::map<std::string, Entry> read_directory(const std::uint8_t* file, std::uint64_t size) {
+  const auto [count, cd_size, cd_offset] = find_directory(file, size);
   const std::uint8_t* cd = file + cd_offset;
   std::map<std::string, Entry> out;
   std::uint64_t p = 0;
