@@ -120,6 +120,13 @@ int main(int argc, char** argv) {
   report->add_option("run_dirs", report_args.run_dirs, "run dirs (several: overlaid)")->required();
   report->add_option("-o,--out", report_args.out, "output file (default RUN_DIR/report.html, or ./report.html for several)");
 
+  graft::cli::NewPluginArgs new_plugin_args;
+  auto* new_plugin = app.add_subcommand("new-plugin", "write a ready-to-build out-of-tree plugin project");
+  new_plugin->add_option("kind", new_plugin_args.kind, "the plugin kind (graft plugins lists them: backbone, module, hook, ...)")
+      ->required();
+  new_plugin->add_option("name", new_plugin_args.name, "the plugin's name (lower case, digits, _)")->required();
+  new_plugin->add_option("dir", new_plugin_args.dir, "where to write the project (default ./NAME; must be new or empty)");
+
   auto* version = app.add_subcommand("version", "graft, plugin ABI and LibTorch versions");
   version->add_flag("--json", json, "print one JSON object on stdout");
 
@@ -159,6 +166,7 @@ int main(int argc, char** argv) {
     if (version->parsed()) return graft::cli::cmd_version(json);
     if (features->parsed()) return graft::cli::cmd_features(features_args);
     if (report->parsed()) return graft::cli::cmd_report(report_args);
+    if (new_plugin->parsed()) return graft::cli::cmd_new_plugin(new_plugin_args);
   } catch (const graft::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return e.exit_code();
