@@ -95,7 +95,7 @@ class BranchesImpl : public nn::Cloneable<BranchesImpl>, public graft::Container
     check_new(name);
     auto* at = find(anchor);
     Named& list = owner(at);
-    list.insert(list.begin() + (at - list.data()) + (after ? 1 : 0), {name, std::move(module)});
+    list.insert(list.begin() + (at - list.data()) + (after ? 1 : 0), std::make_pair(name, std::move(module)));
     reregister();
   }
   void append_child(const std::string& name, nn::AnyModule module) override {

@@ -35,7 +35,7 @@ const std::map<Kind, Template>& templates() {
   static const std::map<Kind, Template> all = {
       {Kind::backbone,
        {"#include <graft/model.h>\n",
-        R"(// A whole network. Build it as graft::Stages of named stages (and graft::Block for a leaf
+        R"~(// A whole network. Build it as graft::Stages of named stages (and graft::Block for a leaf
 // with its own forward): surgery, `graft inspect --summary`, feature taps and
 // torchvision-style state-dict keys (features.0.weight, fc.weight) then work on it.
 graft::Stages make_@NAME@(const graft::Config& c) {
@@ -58,11 +58,11 @@ GRAFT_PLUGIN(backbone, "@NAME@", make_@NAME@, "@NAME@: a conv, global pooling an
              graft::KeySpec("in_channels", 1, "input channels").min(1),
              graft::KeySpec("width", 16, "channels of the conv").min(1),
              graft::KeySpec("num_classes", 10, "output classes").min(1));
-)",
-        "model:\n  backbone: {name: @NAME@, width: 16}\n  input_shape: [1, 28, 28]\n", "name: @NAME@"},
+)~",
+        "model:\n  backbone: {name: @NAME@, width: 16}\n  input_shape: [1, 28, 28]\n", "name: @NAME@"}},
       {Kind::module,
        {"#include <graft/model.h>\n",
-        R"(// A layer or block that surgery puts into a model (replace, insert_after, append_to, ...).
+        R"~(// A layer or block that surgery puts into a model (replace, insert_after, append_to, ...).
 // A graft::Block holds named children and runs them in its own forward; `in_features`
 // left at 0 is filled by graft with the size of what flows in where the recipe puts it.
 struct @CLASS@Impl : graft::Block<@CLASS@Impl> {
@@ -81,13 +81,13 @@ torch::nn::AnyModule make_@NAME@(const graft::Config& c) {
 
 GRAFT_PLUGIN(module, "@NAME@", make_@NAME@, "@NAME@: x + relu(fc(x)), a residual linear block",
              graft::KeySpec("in_features", 0, "inputs (0: inferred from the model)").min(0));
-)",
+)~",
         "model:\n  backbone: {name: simple_cnn, width: 8, hidden: 32}\n  surgery:\n"
         "    - {insert_after: flatten, name: @NAME@, with: @NAME@}\n",
-        "{name: @NAME@, in_features: 8}"},
+        "{name: @NAME@, in_features: 8}"}},
       {Kind::initializer,
        {"#include <graft/init.h>\n",
-        R"(// Fills a tensor in place (graft calls it under NoGradGuard). Draw random numbers only
+        R"~(// Fills a tensor in place (graft calls it under NoGradGuard). Draw random numbers only
 // from torch's generator: the recipe's seed then makes runs repeatable.
 graft::InitFn make_@NAME@(const graft::Config& c) {
   const double std = c.get<double>("std");
@@ -98,13 +98,13 @@ graft::InitFn make_@NAME@(const graft::Config& c) {
 
 GRAFT_PLUGIN(initializer, "@NAME@", make_@NAME@, "@NAME@: N(0, std^2)",
              graft::KeySpec("std", 0.01, "standard deviation").greater_than(0));
-)",
+)~",
         "model:\n  backbone: {name: simple_cnn, width: 8, hidden: 32}\n  init:\n"
         "    - {modules: Linear, weight: {name: @NAME@, std: 0.02}}\n",
-        "name: @NAME@"},
+        "name: @NAME@"}},
       {Kind::freezer,
        {"#include <graft/freeze.h>\n",
-        R"(// What is frozen, as a pure function of (epoch, step): a resumed run asks again and gets
+        R"~(// What is frozen, as a pure function of (epoch, step): a resumed run asks again and gets
 // the same answer, so the optimizer's groups line up with the checkpoint's.
 class @CLASS@ : public graft::Freezer {
  public:
@@ -127,11 +127,11 @@ std::shared_ptr<graft::Freezer> make_@NAME@(const graft::Config& c) { return std
 
 GRAFT_PLUGIN(freezer, "@NAME@", make_@NAME@, "@NAME@: freezes the first top-level stages with parameters",
              graft::KeySpec("stages", 1, "how many").min(0));
-)",
-        "freeze: [@NAME@]\n", "name: @NAME@"},
+)~",
+        "freeze: [@NAME@]\n", "name: @NAME@"}},
       {Kind::checkpoint,
        {"#include <graft/checkpoint.h>\n",
-        R"(// Says when the run is saved and under which names; the trainer writes the files
+        R"~(// Says when the run is saved and under which names; the trainer writes the files
 // (atomically) and resumes from them. It is a graft::Hook too: it sees every stage.
 class @CLASS@ : public graft::CheckpointStrategy {
  public:
@@ -152,11 +152,11 @@ std::shared_ptr<graft::CheckpointStrategy> make_@NAME@(const graft::Config& c) {
 
 GRAFT_PLUGIN(checkpoint, "@NAME@", make_@NAME@, "@NAME@: a checkpoint every N epochs",
              graft::KeySpec("every", 1, "epochs between checkpoints").min(1));
-)",
-        "checkpoint: [save_last, @NAME@]\n", "name: @NAME@"},
+)~",
+        "checkpoint: [save_last, @NAME@]\n", "name: @NAME@"}},
       {Kind::hook,
        {"#include <graft/hooks.h>\n#include <graft/log.h>\n",
-        R"(// Called at every stage of the run (graft/hooks.h lists them in order); override the
+        R"~(// Called at every stage of the run (graft/hooks.h lists them in order); override the
 // ones you need. What an exact resume needs goes into checkpoints through save_state() /
 // load_state() (graft/state.h).
 class @CLASS@ : public graft::Hook {
@@ -176,11 +176,11 @@ std::shared_ptr<graft::Hook> make_@NAME@(const graft::Config& c) { return std::m
 
 GRAFT_PLUGIN(hook, "@NAME@", make_@NAME@, "@NAME@: logs the loss every N steps",
              graft::KeySpec("every", 5, "optimizer steps between lines").min(1));
-)",
-        "hooks: [@NAME@]\n", "name: @NAME@"},
+)~",
+        "hooks: [@NAME@]\n", "name: @NAME@"}},
       {Kind::dataset,
        {"#include <graft/data.h>\n#include <graft/error.h>\n",
-        R"(// A split: labelled uint8 images (C, H, W). get() runs on several loader threads at
+        R"~(// A split: labelled uint8 images (C, H, W). get() runs on several loader threads at
 // once: keep it read-only.
 class @CLASS@Split : public graft::Dataset {
  public:
@@ -225,11 +225,11 @@ std::shared_ptr<graft::DataSource> make_@NAME@(const graft::Config& c) { return 
 GRAFT_PLUGIN(dataset, "@NAME@", make_@NAME@, "@NAME@: 1x28x28 images, a gray level per class",
              graft::KeySpec("size", 256, "samples in the train split (the test split has a quarter)").min(1),
              graft::KeySpec("num_classes", 10, "classes").min(1));
-)",
-        "data:\n  dataset: @NAME@\n  val: none\n  batch_size: 32\n  workers: 0\n", "name: @NAME@"},
+)~",
+        "data:\n  dataset: @NAME@\n  val: none\n  batch_size: 32\n  workers: 0\n", "name: @NAME@"}},
       {Kind::transform,
        {"#include <graft/data.h>\n",
-        R"(// One sample's image (C, H, W) in, image out. Randomness only from `rng` (seeded per
+        R"~(// One sample's image (C, H, W) in, image out. Randomness only from `rng` (seeded per
 // sample, epoch and recipe seed), and const: it runs on several threads at once.
 class @CLASS@ : public graft::Transform {
  public:
@@ -249,13 +249,13 @@ std::shared_ptr<graft::Transform> make_@NAME@(const graft::Config& c) { return s
 
 GRAFT_PLUGIN(transform, "@NAME@", make_@NAME@, "@NAME@: a random vertical flip",
              graft::KeySpec("p", 0.5, "probability").min(0).max(1));
-)",
+)~",
         "data:\n  dataset: {name: synthetic, train_size: 256, test_size: 64}\n  val: none\n  batch_size: 32\n"
         "  workers: 0\n  transforms: [@NAME@, to_tensor]\n",
-        "name: @NAME@"},
+        "name: @NAME@"}},
       {Kind::optimizer,
        {"#include <graft/optim.h>\n",
-        R"(// An optimizer over the recipe's parameter groups: plain SGD with decoupled weight decay.
+        R"~(// An optimizer over the recipe's parameter groups: plain SGD with decoupled weight decay.
 // Per-parameter state (momentum buffers, ...) goes through param_state / load_param_state,
 // under Python's names, so that checkpoints resume exactly.
 class @CLASS@ : public graft::Optimizer {
@@ -300,11 +300,11 @@ graft::OptimizerFactory make_@NAME@(const graft::Config&) {
 GRAFT_PLUGIN(optimizer, "@NAME@", make_@NAME@, "@NAME@: SGD with decoupled weight decay",
              graft::KeySpec("lr", 0.01, "learning rate").greater_than(0),
              graft::KeySpec("weight_decay", 0.0, "decoupled weight decay").min(0));
-)",
-        "optimizer: {name: @NAME@, lr: 0.05}\n", "name: @NAME@"},
+)~",
+        "optimizer: {name: @NAME@, lr: 0.05}\n", "name: @NAME@"}},
       {Kind::scheduler,
        {"#include <cmath>\n\n#include <graft/schedule.h>\n",
-        R"(// The lr of a group as a closed-form function of its initial lr and the scheduler step
+        R"~(// The lr of a group as a closed-form function of its initial lr and the scheduler step
 // count (Python's last_epoch): groups added later and resumed runs follow it exactly.
 class @CLASS@ : public graft::Scheduler {
  public:
@@ -323,11 +323,11 @@ std::shared_ptr<graft::Scheduler> make_@NAME@(const graft::Config& c) { return s
 
 GRAFT_PLUGIN(scheduler, "@NAME@", make_@NAME@, "@NAME@: lr * gamma^count",
              graft::KeySpec("gamma", 0.9, "factor per scheduler step").greater_than(0).max(1));
-)",
-        "scheduler: {name: @NAME@, gamma: 0.8}\n", "name: @NAME@"},
+)~",
+        "scheduler: {name: @NAME@, gamma: 0.8}\n", "name: @NAME@"}},
       {Kind::loss,
        {"#include <graft/metrics.h>\n",
-        R"(// The mean loss of a batch: output [N, K] logits, target [N] class indices.
+        R"~(// The mean loss of a batch: output [N, K] logits, target [N] class indices.
 class @CLASS@ : public graft::Loss {
  public:
   explicit @CLASS@(const graft::Config& c) : smoothing_(c.get<double>("smoothing")) {}
@@ -347,11 +347,11 @@ std::shared_ptr<graft::Loss> make_@NAME@(const graft::Config& c) { return std::m
 
 GRAFT_PLUGIN(loss, "@NAME@", make_@NAME@, "@NAME@: cross-entropy with label smoothing",
              graft::KeySpec("smoothing", 0.1, "label smoothing").min(0).less_than(1));
-)",
-        "loss: @NAME@\n", "name: @NAME@"},
+)~",
+        "loss: @NAME@\n", "name: @NAME@"}},
       {Kind::metric,
        {"#include <graft/metrics.h>\n",
-        R"(// Accumulated over the batches of a pass. Its running sums go into checkpoints
+        R"~(// Accumulated over the batches of a pass. Its running sums go into checkpoints
 // (save_state / load_state), so a run resumed mid-epoch reports the same values.
 class @CLASS@ : public graft::Metric {
  public:
@@ -381,8 +381,8 @@ std::shared_ptr<graft::Metric> make_@NAME@(const graft::Config&) { return std::m
 }  // namespace
 
 GRAFT_PLUGIN(metric, "@NAME@", make_@NAME@, "@NAME@: top-1 accuracy");
-)",
-        "metrics: [accuracy, @NAME@]\n", "name: @NAME@"},
+)~",
+        "metrics: [accuracy, @NAME@]\n", "name: @NAME@"}},
   };
   return all;
 }
@@ -455,7 +455,7 @@ int cmd_new_plugin(const NewPluginArgs& args) {
                  std::string(t.includes) + "\nnamespace {\n\n" + t.source,
              values));
 
-  write(dir / "CMakeLists.txt", fill(R"(# The graft @KIND@ plugin @NAME@, built against an installed graft:
+  write(dir / "CMakeLists.txt", fill(R"~(# The graft @KIND@ plugin @NAME@, built against an installed graft:
 #   cmake -S . -B build -DCMAKE_PREFIX_PATH=<graft's prefix> && cmake --build build && ctest --test-dir build
 cmake_minimum_required(VERSION 3.18)
 project(@NAME@ LANGUAGES CXX)
@@ -474,11 +474,11 @@ target_compile_definitions(test_@NAME@ PRIVATE BOOST_TEST_DYN_LINK PLUGIN_FILE="
 set_target_properties(test_@NAME@ PROPERTIES CXX_STANDARD 17)
 add_dependencies(test_@NAME@ @NAME@)
 add_test(NAME test_@NAME@ COMMAND test_@NAME@)
-)",
+)~",
                                      values));
 
   write(dir / ("test_" + name + ".cpp"),
-        fill(R"(// The plugin, loaded from the built library as graft loads it (ABI and LibTorch version
+        fill(R"~(// The plugin, loaded from the built library as graft loads it (ABI and LibTorch version
 // checked), then made from a recipe node. Add checks of what it does here.
 #define BOOST_TEST_MODULE @NAME@
 #include <boost/test/unit_test.hpp>
@@ -495,7 +495,7 @@ BOOST_AUTO_TEST_CASE(loads_and_makes_@NAME@) {
   const auto made = registry.create_any(graft::Kind::@KIND@, graft::parse_yaml_text("@SPEC@", "test"));
   BOOST_TEST(made.has_value());
 }
-)",
+)~",
              [&] {
                auto v = values;
                v["@SPEC@"] = fill(t.test_spec, values);
@@ -514,7 +514,7 @@ BOOST_AUTO_TEST_CASE(loads_and_makes_@NAME@) {
   recipe += own;
   write(dir / "recipe.yaml", recipe);
 
-  write(dir / "README.md", fill(R"(# @NAME@
+  write(dir / "README.md", fill(R"~(# @NAME@
 
 A graft @KIND@ plugin, made by `graft new-plugin @KIND@ @NAME@`. `@NAME@.cpp` holds the
 plugin and its registration line (GRAFT_PLUGIN); `recipe.yaml` uses it on synthetic data.
@@ -525,7 +525,7 @@ ctest --test-dir build                           # loads the library, makes the 
 GRAFT_PLUGIN_PATH=$PWD/build graft plugins @KIND@   # lists @NAME@ with its keys
 graft train recipe.yaml                          # the recipe's plugins: [build] finds it
 ```
-)",
+)~",
                                 values));
 
   std::cout << fmt::format("wrote {}: {}.cpp, test_{}.cpp, CMakeLists.txt, recipe.yaml, README.md\n", dir.string(), name, name);

@@ -318,17 +318,25 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
         built.changes.push_back("surgery: removed " + op.path);
         continue;
       }
-      // a new module first takes its place as an identity, to see what flows in there
+      // an identity first takes the new module's place, to see what flows in there (the
+      // model may not run past it: a replaced first layer that took other channels)
       std::string path = op.path;
-      if (op.op == "append_to") {
+      std::optional<std::vector<std::int64_t>> fallback;  // a replaced layer that does not run here (an aux head)
+      if (op.op == "replace") {
+        const auto target = module_at(root, op.path);
+        if (auto lin = target->as<nn::Linear>()) fallback = std::vector<std::int64_t>{2, lin->options.in_features()};
+        else if (auto conv = target->as<nn::Conv2d>()) fallback = std::vector<std::int64_t>{2, conv->options.in_channels(), 1, 1};
+        replace_at(root, op.path, nn::AnyModule(nn::Identity()));
+      } else if (op.op == "append_to") {
         append_to(root, op.path, op.name, nn::AnyModule(nn::Identity()));
         path = op.path.empty() ? op.name : op.path + "." + op.name;
-      } else if (op.op != "replace") {
+      } else {
         insert_next_to(root, op.path, op.op == "insert_after", op.name, nn::AnyModule(nn::Identity()));
         const auto dot = op.path.rfind('.');
         path = dot == std::string::npos ? op.name : op.path.substr(0, dot + 1) + op.name;
       }
-      const auto shape = shape_at(built.module, path, example, false);
+      auto shape = shape_at(built.module, path, example, false);
+      if (!shape) shape = fallback;
       auto placed = build_module_at(registry, op.with, shape.value_or(std::vector<std::int64_t>{}), /*probe=*/false);
       replace_at(root, path, placed.module);
       const std::string plugin = Registry::spec_name(op.with);

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "graft/host/recipe.h"
+#include "graft/host/watch.h"
 
 namespace graft {
 
@@ -52,19 +53,14 @@ PlacedModule build_module_at(const Registry& registry, const Config& given, cons
     placed.module = registry.create<Kind::module>(spec);
   }
   if (probe && !input.empty()) {
-    torch::nn::Module& m = *placed.module.ptr();
-    const bool training = m.is_training();
-    m.eval();
+    EvalScope eval(*placed.module.ptr());
     try {
-      torch::NoGradGuard no_grad;
       placed.output_shape = placed.module.forward(torch::zeros(input)).sizes().vec();
     } catch (const c10::Error& e) {
-      m.train(training);
       const std::string what = e.what_without_backtrace();
       given.fail("module " + plugin.entry.name + " does not run on what flows in here, " + shape_str(input) + ": " +
                  what.substr(0, what.find('\n')));
     }
-    m.train(training);
   }
   return placed;
 }

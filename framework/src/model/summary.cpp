@@ -75,21 +75,17 @@ std::vector<SummaryRow> summarize(torch::nn::AnyModule& model, const std::vector
   // what every child of a container returns (its last call's), in one forward
   std::map<std::string, std::vector<std::int64_t>> shapes;
   std::vector<std::int64_t> output;
-  torch::NoGradGuard no_grad;
-  const bool training = root.is_training();
-  root.eval();
+  EvalScope eval(root);
   try {
     ForwardWatch watch(root, [&](const std::string& path, const torch::Tensor&, const torch::Tensor& out) {
       shapes[path] = out.sizes().vec();
     });
     output = model.forward(torch::zeros(shape)).sizes().vec();
   } catch (const c10::Error& e) {
-    root.train(training);
     const std::string what = e.what_without_backtrace();
     throw Error::usage(fmt::format("the model does not run on input [1, {}]: {}", fmt::join(input_shape, ", "),
                                    what.substr(0, what.find('\n'))));
   }
-  root.train(training);
   Walker w{origin, shapes, {}};
   // a container's children are the rows; any other root is one row with its own forward
   if (dynamic_cast<const Container*>(&root)) {

@@ -40,13 +40,7 @@ struct Found {};  // ends the forward once the probed module has run
 std::optional<std::vector<std::int64_t>> shape_at(torch::nn::AnyModule& model, const std::string& path,
                                                   const torch::Tensor& example, bool output) {
   torch::nn::Module& root = *model.ptr();
-  torch::NoGradGuard no_grad;
-  struct Restore {
-    torch::nn::Module& m;
-    bool training;
-    ~Restore() { m.train(training); }
-  } restore{root, root.is_training()};
-  root.eval();
+  EvalScope eval(root);
   if (path.empty()) return (output ? model.forward(example) : example).sizes().vec();
   std::optional<std::vector<std::int64_t>> shape;
   ForwardWatch watch(root, [&](const std::string& p, const torch::Tensor& in, const torch::Tensor& out) {

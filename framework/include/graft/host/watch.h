@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/GradMode.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/any.h>
 
@@ -37,6 +38,21 @@ class ForwardWatch {
   std::unordered_map<const Container*, std::string> paths_;
   Callback callback_;
   ForwardWatch* outer_;
+};
+
+/// While alive: `module` in eval mode and no gradients; its own mode comes back after (dry
+/// forwards: summaries, shape probes).
+class EvalScope {
+ public:
+  explicit EvalScope(torch::nn::Module& module) : module_(module), training_(module.is_training()) { module.eval(); }
+  ~EvalScope() { module_.train(training_); }
+  EvalScope(const EvalScope&) = delete;
+  EvalScope& operator=(const EvalScope&) = delete;
+
+ private:
+  torch::nn::Module& module_;
+  bool training_;
+  c10::NoGradGuard no_grad_;
 };
 
 /// The input (or, with `output`, the output) shape of the module at `path` when `example`
