@@ -322,8 +322,10 @@ BOOST_AUTO_TEST_CASE(a_block_rooted_model_gets_the_summary_and_surgery_of_a_stag
   BOOST_TEST(model.forward(x).size(1) == 16);
   BOOST_TEST(root.named_parameters().size() == 4u);
   // replace brings it back in its place; a clone keeps the edits and is deep
+  BOOST_TEST(contains(graft::test::error_of([&] { graft::replace_at(root, "fuse", nn::AnyModule(nn::Identity())); }).what(),
+                      "no module 'fuse' in the model"));
+  root.as<MultiPathImpl>()->replace_child("fuse", nn::AnyModule(nn::Conv2d(16, 4, 1)));
   graft::insert_next_to(root, "fuse", true, "act", nn::AnyModule(nn::ReLU()));
-  graft::replace_at(root, "fuse", nn::AnyModule(nn::Conv2d(16, 4, 1)));
   BOOST_TEST(child_names(root) == (std::vector<std::string>{"path_a", "path_b", "fuse", "act"}));
   const auto y = model.forward(x);
   BOOST_TEST(y.size(1) == 4);

@@ -128,7 +128,7 @@ std::shared_ptr<graft::Freezer> make_@NAME@(const graft::Config& c) { return std
 GRAFT_PLUGIN(freezer, "@NAME@", make_@NAME@, "@NAME@: freezes the first top-level stages with parameters",
              graft::KeySpec("stages", 1, "how many").min(0));
 )~",
-        "freeze: [@NAME@]\n", "name: @NAME@"}},
+        "model:\n  backbone: {name: simple_cnn, width: 8, hidden: 32}\n  freeze: [@NAME@]\n", "name: @NAME@"}},
       {Kind::checkpoint,
        {"#include <graft/checkpoint.h>\n",
         R"~(// Says when the run is saved and under which names; the trainer writes the files

@@ -137,6 +137,7 @@ void BlockBase::remove_child(const std::string& name) {
     s->removed = true;  // its forward still calls it: from now on it passes its input through
     s->module = torch::nn::AnyModule();
   } else {
+    self().unregister_module(name);
     slots_.erase(slots_.begin() + (s - slots_.data()));
   }
   reregister();
