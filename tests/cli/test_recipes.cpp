@@ -140,7 +140,8 @@ BOOST_AUTO_TEST_CASE(seed000_multipath_net_trains_with_the_python_keys_and_its_s
   const auto r = run(graft_bin + " inspect " + source_dir + "/recipes/seeds/multipath_net.yaml --summary --json");
   BOOST_TEST_REQUIRE(r.code == 0, r.err);
   std::map<std::string, json> rows;
-  for (const auto& row : json::parse(r.out)["summary"]) rows[row["path"]] = row;
+  const json inspected = json::parse(r.out);
+  for (const auto& row : inspected["summary"]) rows[row["path"].get<std::string>()] = row;
   BOOST_TEST(rows.at("path_a")["depth"] == 0);
   BOOST_TEST(rows.at("path_a.0")["output_shape"] == json({1, 64, 28, 28}));
   BOOST_TEST(rows.at("path_b.1")["output_shape"] == json({1, 64, 14, 14}));

@@ -387,11 +387,18 @@ GRAFT_PLUGIN(metric, "@NAME@", make_@NAME@, "@NAME@: top-1 accuracy");
   return all;
 }
 
-// The base recipe: a small CNN on synthetic data, a few steps; the kind's keys replace its own.
-const char* const base_recipe[][2] = {
+// The base recipe, top-level keys in the order they are written: a small CNN on synthetic
+// data, a few steps. A kind's own lines (one top-level key) take the place of the base's
+// key of that name, or come where the key goes.
+const char* const recipe_sections[][2] = {
     {"model", "model:\n  backbone: {name: simple_cnn, width: 8, hidden: 32}\n"},
     {"data", "data:\n  dataset: {name: synthetic, train_size: 256, test_size: 64}\n  val: none\n  batch_size: 32\n  workers: 0\n"},
     {"optimizer", "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"},
+    {"scheduler", ""},
+    {"loss", ""},
+    {"metrics", ""},
+    {"hooks", ""},
+    {"checkpoint", ""},
     {"trainer", "trainer: {epochs: 2, threads: 1}\n"},
 };
 
@@ -508,10 +515,7 @@ BOOST_AUTO_TEST_CASE(loads_and_makes_@NAME@) {
                             "plugins: [build]                  # this project's build dir, relative to this file\n",
                             values);
   const std::string own = fill(t.recipe, values);
-  for (const auto& [key, text] : base_recipe)
-    if (own.rfind(std::string(key) + ":", 0) != 0 && own.find("\n" + std::string(key) + ":") == std::string::npos)
-      recipe += text;
-  recipe += own;
+  for (const auto& [key, text] : recipe_sections) recipe += own.rfind(std::string(key) + ":", 0) == 0 ? own : text;
   write(dir / "recipe.yaml", recipe);
 
   write(dir / "README.md", fill(R"~(# @NAME@
@@ -522,7 +526,7 @@ plugin and its registration line (GRAFT_PLUGIN); `recipe.yaml` uses it on synthe
 ```sh
 cmake -S . -B build -DCMAKE_PREFIX_PATH=/path/to/graft/prefix && cmake --build build
 ctest --test-dir build                           # loads the library, makes the plugin
-GRAFT_PLUGIN_PATH=$PWD/build graft plugins @KIND@   # lists @NAME@ with its keys
+GRAFT_PLUGIN_PATH=$PWD/build graft plugins @KIND@  # lists @NAME@ with its keys
 graft train recipe.yaml                          # the recipe's plugins: [build] finds it
 ```
 )~",
