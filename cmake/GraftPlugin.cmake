@@ -30,6 +30,8 @@ function(graft_add_plugin target)
   endif()
   add_library(${target} MODULE ${ARG_SOURCES} ${_GRAFT_PLUGIN_EXPORT_SOURCE})
   _graft_plugin_properties(${target})
+  # the export includes no LibTorch: it compiles while the precompiled header is being built
+  set_source_files_properties(${_GRAFT_PLUGIN_EXPORT_SOURCE} PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
   if(GRAFT_PLUGIN_PCH)
     # one precompiled header per project, compiled with the plugins' own flags
     if(NOT TARGET graft_plugin_pch)
