@@ -259,6 +259,17 @@ BOOST_AUTO_TEST_CASE(branches_take_surgery_next_to_a_branch_and_after_the_merge)
   BOOST_TEST(contains(built.changes[0], "surgery: stages 'path_c' inserted after path_b"));
 }
 
+BOOST_AUTO_TEST_CASE(stages_size_each_module_from_what_flows_in_and_branches_merge_by_mean) {
+  auto net = build("model:\n  input_shape: [1, 8, 8]\n  backbone:\n    name: stages\n    layers:\n"
+                   "      conv: {name: conv2d, out_channels: 4}\n      flat: flatten\n      fc: {name: linear, out_features: 2}\n");
+  BOOST_TEST(child_names(*net.module.ptr()) == (std::vector<std::string>{"conv", "flat", "fc"}));
+  BOOST_TEST(graft::state_dict(*net.module.ptr())["fc.weight"].sizes() == torch::IntArrayRef({2, 4 * 6 * 6}));
+  auto mean = build("model:\n  input_shape: [3]\n  backbone: {name: branches, merge: mean, paths: {a: relu, b: [identity, sigmoid]}}\n");
+  const auto x = torch::randn({5, 3});
+  BOOST_TEST(torch::allclose(mean.module.forward(x), (torch::relu(x) + torch::sigmoid(x)) / 2));
+  BOOST_TEST(contains(error_of("model:\n  input_shape: [3]\n  backbone: {name: stages, layers: []}\n"), "layers"));
+}
+
 namespace {
 namespace nn = torch::nn;
 // Seed 000's MultiPathNet as a C++ plugin author writes it: a graft::Block root whose
