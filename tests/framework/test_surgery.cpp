@@ -223,6 +223,11 @@ BOOST_AUTO_TEST_CASE(seed000_multipath_net_from_a_recipe_is_pythons) {
   torch::NoGradGuard no_grad;
   const auto y = built.module.forward(io.at("x").toTensor());
   BOOST_TEST(torch::allclose(y, io.at("y").toTensor(), 1e-5, 1e-5));
+  // a deep copy (DataParallel's replicas): the same outputs, tensors of its own
+  auto copy = built.module.clone();
+  BOOST_TEST(torch::equal(copy.forward(io.at("x").toTensor()), y));
+  BOOST_TEST(graft::state_dict(*copy.ptr())["fusion.weight"].data_ptr() !=
+             graft::state_dict(*built.module.ptr())["fusion.weight"].data_ptr());
 
   // the seed's own convs (no padding) give 15x15 and 14x14 maps: refused where merge is written
   const auto unpadded = std::regex_replace(multipath, std::regex(", padding: [12]"), "");
