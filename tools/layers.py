@@ -19,7 +19,7 @@ LAYERS = ["config", "registry", "io", "model", "data", "deploy", "dist", "train"
 # graft/host/<header> -> the layer of the unit that implements it
 HOST = {
     "recipe": "config", "registry": "registry", "serialize": "io", "download": "io", "sha256": "io",
-    "build": "model", "weights": "model", "surgery": "model", "summary": "model",
+    "build": "model", "weights": "model", "surgery": "model", "summary": "model", "modules": "model", "watch": "model",
     "data_plan": "data", "loader": "data", "optimizer_plan": "train", "check": "train", "trainer": "train",
     "logging": "config", "runtime": "train", "script": "deploy", "deploy": "train", "png": "io",
     "report": "train", "dist": "dist",

@@ -13,7 +13,8 @@ namespace {
 // else, the module needs it given.
 std::int64_t inferred(const graft::Config& c, const std::string& key) {
   const auto v = c.get<std::int64_t>(key);
-  if (v == 0) c[key].fail("must be given here (0 means: inferred from the model, which only surgery does)");
+  if (v == 0)
+    c[key].fail("must be given here (0 means: inferred from what flows in where graft places the module: surgery, branches, stages)");
   return v;
 }
 
@@ -80,6 +81,12 @@ nn::AnyModule make_sigmoid(const graft::Config&) { return nn::AnyModule(nn::Sigm
 nn::AnyModule make_identity(const graft::Config&) { return nn::AnyModule(nn::Identity()); }
 nn::AnyModule make_flatten(const graft::Config&) { return nn::AnyModule(nn::Flatten()); }
 nn::AnyModule make_dropout(const graft::Config& c) { return nn::AnyModule(nn::Dropout(c.get<double>("p"))); }
+// torch.nn.MaxPool2d / AvgPool2d: the stride defaults to the kernel size.
+template <class Pool, class Options> nn::AnyModule make_pool(const graft::Config& c) {
+  const auto k = c.get<std::int64_t>("kernel_size");
+  const auto stride = c.get<std::int64_t>("stride");
+  return nn::AnyModule(Pool(Options(k).stride(stride == 0 ? k : stride).padding(c.get<std::int64_t>("padding"))));
+}
 nn::AnyModule make_avg_pool(const graft::Config& c) {
   return nn::AnyModule(nn::AdaptiveAvgPool2d(c.get<std::int64_t>("output_size")));
 }
@@ -113,5 +120,11 @@ GRAFT_PLUGIN(module, "sigmoid", make_sigmoid, "nn.Sigmoid");
 GRAFT_PLUGIN(module, "identity", make_identity, "nn.Identity (a placeholder for a removed layer)");
 GRAFT_PLUGIN(module, "flatten", make_flatten, "nn.Flatten");
 GRAFT_PLUGIN(module, "dropout", make_dropout, "nn.Dropout", graft::KeySpec("p", 0.5, "drop probability").min(0).less_than(1));
+#define GRAFT_POOL_KEYS                                                                   \
+  graft::KeySpec::required_key("kernel_size", graft::ValueType::integer, "window size").min(1), \
+      graft::KeySpec("stride", 0, "stride (0: the kernel size)").min(0),                    \
+      graft::KeySpec("padding", 0, "zero padding").min(0)
+GRAFT_PLUGIN(module, "max_pool2d", (make_pool<nn::MaxPool2d, nn::MaxPool2dOptions>), "nn.MaxPool2d", GRAFT_POOL_KEYS);
+GRAFT_PLUGIN(module, "avg_pool2d", (make_pool<nn::AvgPool2d, nn::AvgPool2dOptions>), "nn.AvgPool2d", GRAFT_POOL_KEYS);
 GRAFT_PLUGIN(module, "adaptive_avg_pool2d", make_avg_pool, "nn.AdaptiveAvgPool2d",
              graft::KeySpec("output_size", 1, "output height and width").min(1));

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include <torch/torch.h>
 
 #include "graft/host/png.h"
+#include "graft/host/serialize.h"
 #include "support/run.h"
 
 namespace fs = std::filesystem;
@@ -125,12 +127,36 @@ BOOST_AUTO_TEST_CASE(cifar10_vgg16_trains_on_cifar_binary_batches) {
                                     " --set data.eval_batch_size=10");
 }
 
+BOOST_AUTO_TEST_CASE(seed000_multipath_net_trains_with_the_python_keys_and_its_summary) {
+  const auto j = trained("seeds/multipath_net.yaml", short_run + no_eval);
+  const auto sd = graft::read_torch_file((env().dir / j["checkpoint"].get<std::string>()).string())
+                      .toGenericDict().at("model_state_dict").toGenericDict();
+  std::vector<std::string> keys;
+  for (const auto& e : sd) keys.push_back(e.key().toStringRef());
+  BOOST_TEST(keys == (std::vector<std::string>{"path_a.0.weight", "path_a.0.bias", "path_b.0.weight", "path_b.0.bias",
+                                               "fusion.weight", "fusion.bias", "fc.weight", "fc.bias"}),
+             boost::test_tools::per_element());
+  // inspect --summary: every layer by its path, with what it returns and where its values come from
+  const auto r = run(graft_bin + " inspect " + source_dir + "/recipes/seeds/multipath_net.yaml --summary --json");
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  std::map<std::string, json> rows;
+  const json inspected = json::parse(r.out);
+  for (const auto& row : inspected["summary"]) rows[row["path"].get<std::string>()] = row;
+  BOOST_TEST(rows.at("path_a")["depth"] == 0);
+  BOOST_TEST(rows.at("path_a.0")["output_shape"] == json({1, 64, 28, 28}));
+  BOOST_TEST(rows.at("path_b.1")["output_shape"] == json({1, 64, 14, 14}));
+  BOOST_TEST(rows.at("fusion")["output_shape"] == json({1, 256, 14, 14}));
+  BOOST_TEST(rows.at("fc")["output_shape"] == json({1, 10}));
+  BOOST_TEST(rows.at("fusion")["origin"] == "new");
+}
+
 BOOST_AUTO_TEST_CASE(every_shipped_recipe_is_run_here) {
   // a new recipe must get a short run above
   const std::set<std::string> covered = {
       "fashion_mnist_cnn.yaml", "fashion_mnist_resnet18.yaml", "transfer/pretrain.yaml", "transfer/finetune.yaml",
       "transfer/scratch.yaml", "seeds/resnet18_torchvision_finetune.yaml", "seeds/resnet18_finetune_head.yaml",
-      "seeds/resnet18_frozen_backbone.yaml", "seeds/resnet18_grayscale.yaml", "cifar10_vgg16.yaml"};
+      "seeds/resnet18_frozen_backbone.yaml", "seeds/resnet18_grayscale.yaml", "cifar10_vgg16.yaml",
+      "seeds/multipath_net.yaml"};
   for (const auto& entry : fs::recursive_directory_iterator(source_dir + "/recipes")) {
     if (entry.path().extension() != ".yaml") continue;
     const auto rel = fs::relative(entry.path(), source_dir + "/recipes").string();

@@ -50,6 +50,20 @@ const std::vector<Case>& cases() {
        "{backbone: resnet18, in_channels: 1, surgery: [{insert_after: layer3, name: attention, with: "
        "{name: channel_attention, reduction: 8}}, {replace: fc, with: {name: mlp_head, hidden: [64], out_features: 7}}]}",
        {1, 64, 64}, nullptr},
+      // seed 000's MultiPathNet from the recipe-level `branches` container, a head added after its fusion
+      {"multipath",
+       "{input_shape: [1, 28, 28], backbone: {name: branches, merge: concat, paths: {"
+       "path_a: [{name: conv2d, out_channels: 8, kernel_size: 3, padding: 1}, {name: max_pool2d, kernel_size: 2}], "
+       "path_b: [{name: conv2d, out_channels: 8, kernel_size: 5, padding: 2}, {name: avg_pool2d, kernel_size: 2}]}, "
+       "then: {fusion: {name: conv2d, out_channels: 16, kernel_size: 1}}}, surgery: ["
+       "{insert_after: fusion, name: pool, with: adaptive_avg_pool2d}, {insert_after: pool, name: flatten, with: flatten}, "
+       "{insert_after: flatten, name: fc, with: {name: linear, out_features: 5}}]}",
+       {1, 28, 28}, nullptr},
+      // surgery inside Blocks: a module inserted after a BasicBlock's child, another one removed
+      {"resnet18_block_edits",
+       "{backbone: resnet18, surgery: [{insert_after: layer1.0.bn1, name: attention, with: channel_attention}, "
+       "{remove: layer2.1.bn2}]}",
+       {3, 64, 64}, nullptr},
   };
   return all;
 }

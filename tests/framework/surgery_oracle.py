@@ -1,8 +1,9 @@
 """Python side of the surgery tests: the seeds' edits done by hand in torchvision.
 
 DIR gets resnet18.pth, vgg16.pth, densenet121.pth (random weights, torch.manual_seed(0)),
-adapt.pth (timm's adapt_input_conv on a random conv weight for several channel counts) and
-layouts.json: the state-dict keys and shapes of each edited model.
+adapt.pth (timm's adapt_input_conv on a random conv weight for several channel counts),
+multipath.pth and multipath_io.pth (seed 000's MultiPathNet: its weights, an input and its
+output) and layouts.json: the state-dict keys and shapes of each edited model.
 """
 import json
 import math
@@ -27,6 +28,19 @@ class ChannelAttention(nn.Module):  # seed 000
         y = self.avg_pool(x).view(b, c)
         y = self.fc(y).view(b, c, 1, 1)
         return x * y
+
+
+class MultiPathNet(nn.Module):  # seed 000, its convs padded so that the paths' maps agree
+    def __init__(self):
+        super().__init__()
+        self.path_a = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.MaxPool2d(2))
+        self.path_b = nn.Sequential(nn.Conv2d(3, 64, 5, padding=2), nn.AvgPool2d(2))
+        self.fusion = nn.Conv2d(128, 256, 1)
+
+    def forward(self, x):
+        x1 = self.path_a(x)
+        x2 = self.path_b(x)
+        return self.fusion(torch.cat([x1, x2], dim=1))
 
 
 def adapt_input_conv(in_chans, conv_weight):  # timm
@@ -74,4 +88,10 @@ dn = models.densenet121()
 dn.features.conv0 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
 dn.classifier = nn.Linear(1024, 5)
 out["densenet_gray"] = layout(dn)
+mp = MultiPathNet().eval()
+torch.save(mp.state_dict(), os.path.join(d, "multipath.pth"))
+x = torch.randn(2, 3, 32, 32)
+with torch.no_grad():
+    torch.save({"x": x, "y": mp(x)}, os.path.join(d, "multipath_io.pth"))
+out["seed000_multipath"] = layout(mp)
 json.dump(out, open(os.path.join(d, "layouts.json"), "w"))

@@ -7,9 +7,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "graft/host/build.h"
+#include "graft/host/summary.h"
 #include "graft/host/surgery.h"
+#include "graft/host/watch.h"
 #include "support/plugins.h"
 #include "support/run.h"
 
@@ -132,12 +135,14 @@ BOOST_AUTO_TEST_CASE(insert_remove_and_blocks) {
 BOOST_AUTO_TEST_CASE(surgery_errors_name_the_step) {
   BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {replace: layerr3, with: relu}\n"),
                       "r.yaml:4:17: model.surgery.0.replace: no module 'layerr3' in the model (did you mean 'layer3'?)"));
-  BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {remove: layer1.0.bn1}\n"),
-                      "cannot remove 'layer1.0.bn1': its parent is a BasicBlock"));
+  BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {remove: layer1.0.bn1.weight}\n"),
+                      "no module 'layer1.0.bn1.weight' in the model; 'layer1.0.bn1' has no children"));
   BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {remove: fc, replace: fc}\n"),
                       "one operation per step"));
   BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {append_to: fc, name: x, with: relu}\n"),
-                      "not a Stages container"));
+                      "cannot append to 'fc': it is a Linear, not a container (Stages, branches)"));
+  BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {append_to: layer1.0, name: x, with: relu}\n"),
+                      "cannot append 'x' to a BasicBlock: its forward runs its children in its own code"));
   BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {replace: fc, with: {name: linear}}\n"),
                       "missing required key 'out_features'"));
   BOOST_TEST(contains(error_of("model:\n  backbone: resnet18\n  surgery:\n    - {replace: fc, with: {name: lineer, out_features: 3}}\n"),
@@ -184,4 +189,169 @@ BOOST_AUTO_TEST_CASE(seed000_and_seed002_init_rules) {
   // the same seed gives the same model
   auto again = build("seed: 3\nmodel:\n  backbone: resnet18\n" + rules);
   BOOST_TEST(torch::equal(graft::state_dict(*again.module.ptr())["fc.weight"], s2["fc.weight"]));
+}
+
+namespace {
+std::vector<std::string> child_names(const torch::nn::Module& m) {
+  std::vector<std::string> names;
+  for (const auto& c : m.named_children()) names.push_back(c.key());
+  return names;
+}
+
+const graft::SummaryRow& row_of(const std::vector<graft::SummaryRow>& rows, const std::string& path) {
+  for (const auto& r : rows)
+    if (r.path == path) return r;
+  BOOST_FAIL("no summary row " + path);
+  throw;
+}
+
+// Seed 000's MultiPathNet (padded) as the built-in `branches` backbone writes it.
+const std::string multipath =
+    "model:\n  input_shape: [3, 32, 32]\n  backbone:\n    name: branches\n    paths:\n"
+    "      path_a: [{name: conv2d, out_channels: 64, kernel_size: 3, padding: 1}, {name: max_pool2d, kernel_size: 2}]\n"
+    "      path_b: [{name: conv2d, out_channels: 64, kernel_size: 5, padding: 2}, {name: avg_pool2d, kernel_size: 2}]\n"
+    "    then: {fusion: {name: conv2d, out_channels: 256, kernel_size: 1}}\n";
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(seed000_multipath_net_from_a_recipe_is_pythons) {
+  // Python's MultiPathNet weights load strictly (the same keys and shapes) and give its output
+  auto built = build(multipath + "  weights: " + oracle()("multipath.pth") + "\n");
+  BOOST_TEST(layout(*built.module.ptr()) == oracle().layouts["seed000_multipath"]);
+  BOOST_TEST(child_names(*built.module.ptr()) == (std::vector<std::string>{"path_a", "path_b", "fusion"}));
+  const auto io = graft::read_torch_file(oracle()("multipath_io.pth")).toGenericDict();
+  built.module.ptr()->eval();
+  torch::NoGradGuard no_grad;
+  const auto y = built.module.forward(io.at("x").toTensor());
+  BOOST_TEST(torch::allclose(y, io.at("y").toTensor(), 1e-5, 1e-5));
+  // a deep copy (DataParallel's replicas): the same outputs, tensors of its own
+  auto copy = built.module.clone();
+  BOOST_TEST(torch::equal(copy.forward(io.at("x").toTensor()), y));
+  BOOST_TEST(graft::state_dict(*copy.ptr())["fusion.weight"].data_ptr() !=
+             graft::state_dict(*built.module.ptr())["fusion.weight"].data_ptr());
+
+  // the seed's own convs (no padding) give 15x15 and 14x14 maps: refused where merge is written
+  const auto unpadded = std::regex_replace(multipath, std::regex(", padding: [12]"), "");
+  BOOST_TEST(contains(error_of(unpadded + "    merge: concat\n"),
+                      "r.yaml:9:12: model.backbone.merge: cannot concat 'path_a' [2, 64, 15, 15] and 'path_b' "
+                      "[2, 64, 14, 14] (all sizes but the channels must agree)"));
+  BOOST_TEST(contains(error_of("model:\n  backbone: {name: branches, paths: {a: relu}}\n"),
+                      "r.yaml:2:13: model.backbone: needs the shape of its input to size its modules: give model.input_shape"));
+  BOOST_TEST(contains(error_of("model:\n  input_shape: [3, 8, 8]\n  backbone: {name: branches, paths: {a: relu, b: {name: linaer}}}\n"),
+                      "unknown module 'linaer' (did you mean 'linear'?)"));
+}
+
+BOOST_AUTO_TEST_CASE(branches_take_surgery_next_to_a_branch_and_after_the_merge) {
+  auto built = build(multipath +
+                     "  surgery:\n"
+                     "    - {insert_after: path_b, name: path_c, with: {name: stages, layers: [{name: conv2d, out_channels: 32, kernel_size: 1}, {name: max_pool2d, kernel_size: 2}]}}\n"
+                     "    - {replace: fusion, with: {name: conv2d, out_channels: 16, kernel_size: 1}}\n"
+                     "    - {insert_after: fusion, name: pool, with: adaptive_avg_pool2d}\n"
+                     "    - {append_to: '', name: flatten, with: flatten}\n"
+                     "    - {insert_before: pool, name: bn, with: batchnorm2d}\n"
+                     "    - {append_to: '', name: fc, with: {name: linear, out_features: 3}}\n"
+                     "    - {remove: path_a}\n");
+  auto& root = *built.module.ptr();
+  BOOST_TEST(child_names(root) == (std::vector<std::string>{"path_b", "path_c", "fusion", "bn", "pool", "flatten", "fc"}));
+  const auto sd = graft::state_dict(root);
+  BOOST_TEST(sd["path_c.0.weight"].sizes() == torch::IntArrayRef({32, 3, 1, 1}));  // a new branch sees the input
+  BOOST_TEST(sd["bn.weight"].size(0) == 16);
+  BOOST_TEST(sd["fc.weight"].sizes() == torch::IntArrayRef({3, 16}));
+  // fusion was sized for 160 channels before path_a went: 96 come now, and the forward fails
+  root.eval();
+  BOOST_CHECK_THROW(built.module.forward(torch::randn({1, 3, 32, 32})), std::exception);
+  graft::replace_at(root, "fusion", torch::nn::AnyModule(torch::nn::Conv2d(torch::nn::Conv2dOptions(96, 16, 1))));
+  BOOST_TEST(built.module.forward(torch::randn({2, 3, 32, 32})).sizes() == torch::IntArrayRef({2, 3}));
+  BOOST_TEST(contains(built.changes[0], "surgery: stages 'path_c' inserted after path_b"));
+}
+
+BOOST_AUTO_TEST_CASE(stages_size_each_module_from_what_flows_in_and_branches_merge_by_mean) {
+  auto net = build("model:\n  input_shape: [1, 8, 8]\n  backbone:\n    name: stages\n    layers:\n"
+                   "      conv: {name: conv2d, out_channels: 4}\n      flat: flatten\n      fc: {name: linear, out_features: 2}\n");
+  BOOST_TEST(child_names(*net.module.ptr()) == (std::vector<std::string>{"conv", "flat", "fc"}));
+  BOOST_TEST(graft::state_dict(*net.module.ptr())["fc.weight"].sizes() == torch::IntArrayRef({2, 4 * 6 * 6}));
+  auto mean = build("model:\n  input_shape: [3]\n  backbone: {name: branches, merge: mean, paths: {a: relu, b: [identity, sigmoid]}}\n");
+  const auto x = torch::randn({5, 3});
+  BOOST_TEST(torch::allclose(mean.module.forward(x), (torch::relu(x) + torch::sigmoid(x)) / 2));
+  BOOST_TEST(contains(error_of("model:\n  input_shape: [3]\n  backbone: {name: stages, layers: []}\n"), "layers"));
+}
+
+namespace {
+namespace nn = torch::nn;
+// Seed 000's MultiPathNet as a C++ plugin author writes it: a graft::Block root whose
+// forward runs two Stages paths, concatenates them and fuses.
+struct MultiPathImpl : graft::Block<MultiPathImpl> {
+  MultiPathImpl() {
+    graft::Stages a, b;
+    a->append("0", nn::AnyModule(nn::Conv2d(nn::Conv2dOptions(3, 8, 3).padding(1))));
+    a->append("1", nn::AnyModule(nn::MaxPool2d(2)));
+    b->append("0", nn::AnyModule(nn::Conv2d(nn::Conv2dOptions(3, 8, 5).padding(2))));
+    b->append("1", nn::AnyModule(nn::AvgPool2d(2)));
+    add("path_a", a);
+    add("path_b", b);
+    add("fuse", nn::Conv2d(16, 32, 1));
+  }
+  torch::Tensor forward(torch::Tensor x) { return call("fuse", torch::cat({call("path_a", x), call("path_b", x)}, 1)); }
+};
+TORCH_MODULE(MultiPath);
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_block_rooted_model_gets_the_summary_and_surgery_of_a_stages_tree) {
+  torch::manual_seed(0);
+  nn::AnyModule model(MultiPath{});
+  auto& root = *model.ptr();
+  std::map<std::string, std::string> origin;
+  for (const auto& p : root.named_parameters()) origin[p.key()] = "new";
+
+  // per-layer paths without a leading dot, output shapes and origins, as for Stages
+  auto rows = graft::summarize(model, {3, 16, 16}, origin);
+  std::vector<std::string> paths;
+  for (const auto& r : rows) paths.push_back(r.path);
+  BOOST_TEST(paths == (std::vector<std::string>{"path_a", "path_a.0", "path_a.1", "path_b", "path_b.0", "path_b.1", "fuse"}));
+  BOOST_TEST(row_of(rows, "path_a").depth == 0);
+  BOOST_TEST(row_of(rows, "path_a.0").output_shape == (std::vector<std::int64_t>{1, 8, 16, 16}));
+  BOOST_TEST(row_of(rows, "path_b").output_shape == (std::vector<std::int64_t>{1, 8, 8, 8}));
+  BOOST_TEST(row_of(rows, "fuse").output_shape == (std::vector<std::int64_t>{1, 32, 8, 8}));
+  BOOST_TEST(row_of(rows, "fuse").origin == "new");
+  BOOST_TEST(row_of(rows, "path_a").params == 8 * 3 * 9 + 8);
+
+  // what flows into a Block's child, for surgery's inferred sizes
+  const auto example = torch::zeros({2, 3, 16, 16});
+  BOOST_TEST(*graft::shape_at(model, "fuse", example, false) == (std::vector<std::int64_t>{2, 16, 8, 8}));
+  BOOST_TEST(*graft::shape_at(model, "path_b.1", example, true) == (std::vector<std::int64_t>{2, 8, 8, 8}));
+
+  root.eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 3, 16, 16});
+  const auto fuse = root.named_children()["fuse"];
+  const auto before = model.forward(x);
+  // insert_after fuse: on what fuse returns, registered next to it
+  graft::insert_next_to(root, "fuse", true, "act", nn::AnyModule(nn::ReLU()));
+  graft::insert_next_to(root, "path_a", false, "scale", nn::AnyModule(nn::Conv2d(nn::Conv2dOptions(3, 3, 1))));
+  BOOST_TEST(child_names(root) == (std::vector<std::string>{"scale", "path_a", "path_b", "fuse", "act"}));
+  BOOST_TEST(!torch::allclose(model.forward(x), torch::relu(before)));  // scale runs before path_a
+  graft::remove_at(root, "scale");
+  BOOST_TEST(torch::allclose(model.forward(x), torch::relu(before)));
+  // remove an own child: it passes its input through (Python's block.fuse = nn.Identity())
+  graft::remove_at(root, "act");
+  graft::remove_at(root, "fuse");
+  BOOST_TEST(child_names(root) == (std::vector<std::string>{"path_a", "path_b"}));
+  BOOST_TEST(model.forward(x).size(1) == 16);
+  BOOST_TEST(root.named_parameters().size() == 4u);
+  // replace brings it back in its place; a clone keeps the edits and is deep
+  BOOST_TEST(contains(graft::test::error_of([&] { graft::replace_at(root, "fuse", nn::AnyModule(nn::Identity())); }).what(),
+                      "no module 'fuse' in the model"));
+  root.as<MultiPathImpl>()->replace_child("fuse", nn::AnyModule(nn::Conv2d(16, 4, 1)));
+  graft::insert_next_to(root, "fuse", true, "act", nn::AnyModule(nn::ReLU()));
+  BOOST_TEST(child_names(root) == (std::vector<std::string>{"path_a", "path_b", "fuse", "act"}));
+  const auto y = model.forward(x);
+  BOOST_TEST(y.size(1) == 4);
+  BOOST_TEST(y.min().item<float>() >= 0);
+  auto copy = std::dynamic_pointer_cast<MultiPathImpl>(root.clone());
+  BOOST_TEST(torch::equal(copy->forward(x), y));
+  BOOST_TEST(copy->named_parameters()["fuse.weight"].data_ptr() != root.named_parameters()["fuse.weight"].data_ptr());
+  // the summary sees the inserted child
+  rows = graft::summarize(model, {3, 16, 16}, origin);
+  BOOST_TEST(row_of(rows, "act").output_shape == (std::vector<std::int64_t>{1, 4, 8, 8}));
+  BOOST_TEST(contains(graft::test::error_of([&] { graft::append_to(root, "", "x", nn::AnyModule(nn::ReLU())); }).what(),
+                      "cannot append 'x' to a MultiPath"));
 }

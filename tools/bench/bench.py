@@ -530,6 +530,50 @@ class Bench:
                  note=("launch to exit: --resume a %d-step checkpoint with max_steps %d" % (k, k + 1)) if has_resume
                  else "n/a (no --resume): this graft has no `graft train --resume`")
 
+    def plugin_rows(self):
+        """How long an out-of-tree plugin of two LibTorch sources takes to build against the
+        installed graft, with graft_add_plugin()'s precompiled header and without it: a clean
+        build (the header itself included), then a rebuild after one source changed. No ccache."""
+        build_dir = os.path.dirname(os.path.dirname(os.path.abspath(self.graft)))
+        prefix = os.path.join(self.work, "plugin-prefix")
+        if not self.attempt("cmake --install", lambda: run(["cmake", "--install", build_dir, "--prefix", prefix])):
+            return
+        graft = os.path.join(prefix, "bin", "graft")
+        src = os.path.join(self.work, "plugin-src")
+        shutil.rmtree(src, ignore_errors=True)
+        other = os.path.join(self.work, "plugin-other")
+        shutil.rmtree(other, ignore_errors=True)
+        if not (self.attempt("graft new-plugin", lambda: run([graft, "new-plugin", "module", "bench_head", src]))
+                and self.attempt("graft new-plugin", lambda: run([graft, "new-plugin", "hook", "bench_hook", other]))):
+            return
+        shutil.copy(os.path.join(other, "bench_hook.cpp"), src)
+        with open(os.path.join(src, "CMakeLists.txt"), "w") as f:
+            f.write("cmake_minimum_required(VERSION 3.18)\nproject(bench_head LANGUAGES CXX)\nfind_package(graft REQUIRED)\n"
+                    "graft_add_plugin(bench_head SOURCES bench_head.cpp bench_hook.cpp)\n")
+        env = {"CCACHE_DISABLE": "1"}
+        jobs = str(self.a.threads)
+        times = {(pch, kind): [] for pch in ("ON", "OFF") for kind in ("clean", "touched")}
+        for r in range(self.a.repeats):
+            for pch in ("ON", "OFF"):
+                b = os.path.join(self.work, "plugin-build-" + pch)
+                shutil.rmtree(b, ignore_errors=True)
+                if not self.attempt("cmake configure", lambda: run(
+                        ["cmake", "-S", src, "-B", b, "-DCMAKE_PREFIX_PATH=" + prefix, "-DCMAKE_BUILD_TYPE=Release",
+                         "-DGRAFT_PLUGIN_PCH=" + pch], env)):
+                    continue
+                got = self.attempt("plugin build", lambda: run(["cmake", "--build", b, "--parallel", jobs], env))
+                if got:
+                    times[(pch, "clean")].append(got[0])
+                os.utime(os.path.join(src, "bench_head.cpp"))
+                got = self.attempt("plugin rebuild", lambda: run(["cmake", "--build", b, "--parallel", jobs], env))
+                if got:
+                    times[(pch, "touched")].append(got[0])
+        for kind, label in (("clean", "build a 2-source plugin"), ("touched", "rebuild it, 1 source changed")):
+            self.add("plugin/%s/pch" % kind, label + ", precompiled header", "s", "lower", times[("ON", kind)], [],
+                     note="graft_add_plugin() (GRAFT_PLUGIN_PCH=ON), -j%s, no ccache" % jobs)
+            self.add("plugin/%s/no_pch" % kind, label + ", without", "s", "lower", times[("OFF", kind)], [],
+                     note="-DGRAFT_PLUGIN_PCH=OFF, -j%s, no ccache" % jobs)
+
     # ---- output -------------------------------------------------------------------------
 
     def machine(self):
@@ -597,7 +641,8 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of both sides (default 2)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the measured steps (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few steps of everything, 1 repeat: checks that it works")
-    p.add_argument("--only", default="train,loader,jpeg,ckpt,infer,startup,dist", help="row groups to run")
+    p.add_argument("--only", default="train,loader,jpeg,ckpt,infer,startup,dist",
+                   help="row groups to run (also: plugin, the build of an out-of-tree plugin, not run by default)")
     p.add_argument("--jpegs", type=int, default=400, help="images in the JPEG folder of the jpeg rows (default 400)")
     p.add_argument("--models", default="cnn,resnet18")
     p.add_argument("--batches", default="128,16", help="training batch sizes")
@@ -633,7 +678,7 @@ def main():
     load_before = os.getloadavg()
     machine = b.machine()
     try:
-        for g in ("train", "loader", "jpeg", "ckpt", "infer", "startup", "dist"):
+        for g in ("train", "loader", "jpeg", "ckpt", "infer", "startup", "dist", "plugin"):
             if g in groups:
                 getattr(b, g + "_rows")()
     finally:

@@ -71,4 +71,10 @@ int cmd_version(bool json);
 int cmd_features(const FeaturesArgs& args);
 int cmd_report(const ReportArgs& args);
 
+/// graft new-plugin (new_plugin.cpp)
+struct NewPluginArgs {
+  std::string kind, name, dir;
+};
+int cmd_new_plugin(const NewPluginArgs& args);
+
 }  // namespace graft::cli

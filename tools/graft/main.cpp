@@ -133,6 +133,13 @@ int main(int argc, char** argv) {
   launch->add_option("--grace", launch_args.grace_seconds, "seconds between SIGTERM and SIGKILL to the ranks of a failed group (default 30)");
   launch->add_option("command", launch_args.command, "after --: train RECIPE [--set ...] [--run-dir DIR] [--resume auto]")->required();
 
+  graft::cli::NewPluginArgs new_plugin_args;
+  auto* new_plugin = app.add_subcommand("new-plugin", "write a ready-to-build out-of-tree plugin project");
+  new_plugin->add_option("kind", new_plugin_args.kind, "the plugin kind (graft plugins lists them: backbone, module, hook, ...)")
+      ->required();
+  new_plugin->add_option("name", new_plugin_args.name, "the plugin's name (lower case, digits, _)")->required();
+  new_plugin->add_option("dir", new_plugin_args.dir, "where to write the project (default ./NAME; must be new or empty)");
+
   auto* version = app.add_subcommand("version", "graft, plugin ABI and LibTorch versions");
   version->add_flag("--json", json, "print one JSON object on stdout");
 
@@ -173,6 +180,7 @@ int main(int argc, char** argv) {
     if (launch->parsed()) return graft::cli::cmd_launch(launch_args);
     if (features->parsed()) return graft::cli::cmd_features(features_args);
     if (report->parsed()) return graft::cli::cmd_report(report_args);
+    if (new_plugin->parsed()) return graft::cli::cmd_new_plugin(new_plugin_args);
   } catch (const graft::Error& e) {
     std::cerr << std::string("error: ") + e.what() + "\n";  // one write: ranks share the terminal
     return e.exit_code();

@@ -11,8 +11,10 @@
 #include "graft/glob.h"
 #include "graft/init.h"
 #include "graft/host/build.h"
+#include "graft/host/modules.h"
 #include "graft/host/recipe.h"
 #include "graft/host/surgery.h"
+#include "graft/host/watch.h"
 #include "graft/host/weights.h"
 
 namespace nn = torch::nn;
@@ -33,10 +35,6 @@ const Schema& surgery_schema() {
   };
   return schema;
 }
-
-// Module plugin keys that graft fills from the model when the recipe leaves them out: the
-// size of what flows into the new module at its place.
-const std::vector<std::string> inferred_keys = {"in_features", "in_channels", "channels", "num_features"};
 
 // Tensors by identity. It holds them, so a replaced module's tensor cannot be freed and
 // its address reused by a new one while origins are still being worked out.
@@ -193,7 +191,16 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
   BuiltModel built;
   // Every random draw of the build (fresh layers, init rules) follows the recipe's seed.
   torch::manual_seed(static_cast<std::uint64_t>(recipe.root.get<std::int64_t>("seed", 0)));
-  built.module = registry.create<Kind::backbone>(model["backbone"]);
+  {
+    // a backbone made of module plugins (`branches`, `stages`) sizes them from model.input_shape
+    std::vector<std::int64_t> incoming;
+    if (!model["input_shape"].is_null()) {
+      incoming = model.get<std::vector<std::int64_t>>("input_shape");
+      incoming.insert(incoming.begin(), 2);
+    }
+    ModuleScope scope(registry, incoming);
+    built.module = registry.create<Kind::backbone>(model["backbone"]);
+  }
   built.backbone = Registry::spec_name(model["backbone"]);
   nn::Module& root = *built.module.ptr();
 
@@ -299,6 +306,10 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
     built.input_shape = {channels, size, size};
   }
 
+  // What flows into a module is found by one watched forward of a sample of that shape.
+  std::vector<std::int64_t> example_shape{2};
+  example_shape.insert(example_shape.end(), built.input_shape.begin(), built.input_shape.end());
+  const auto example = torch::zeros(example_shape);
   for (const auto& op : surgery_ops(model)) {
     const Config at = op.node[op.op];
     try {
@@ -307,62 +318,33 @@ BuiltModel build_model(const Recipe& recipe, const Registry& registry) {
         built.changes.push_back("surgery: removed " + op.path);
         continue;
       }
-      // what flows into the new module at its place
-      std::optional<std::vector<std::int64_t>> shape;
-      auto example = torch::zeros([&] {
-        std::vector<std::int64_t> s{2};
-        s.insert(s.end(), built.input_shape.begin(), built.input_shape.end());
-        return s;
-      }());
-      if (op.op == "replace" || op.op == "insert_before") {
-        shape = shape_at(root, op.path, example, false);
-        if (!shape) {
-          auto target = module_at(root, op.path);
-          if (auto lin = target->as<nn::Linear>()) shape = std::vector<std::int64_t>{2, lin->options.in_features()};
-          else if (auto conv = target->as<nn::Conv2d>()) shape = std::vector<std::int64_t>{2, conv->options.in_channels(), 1, 1};
-        }
-      } else {
-        shape = shape_at(root, op.path, example, true);
-      }
-      Config spec = op.with;
-      const auto& plugin = registry.get(Kind::module, Registry::spec_name(spec), spec.is_map() ? spec["name"] : spec);
-      std::string hints;
-      for (const auto& key : inferred_keys) {
-        const bool declared = std::any_of(plugin.entry.keys.begin(), plugin.entry.keys.end(),
-                                          [&](const KeySpec& k) { return k.name == key; });
-        const bool given = spec.is_map() && spec.has(key) && spec[key].scalar() != "0";
-        if (!declared || given) continue;
-        if (!shape || shape->size() < 2)
-          at.fail("cannot infer " + key + " for module " + plugin.entry.name + " here (inside a block); give it");
-        hints += fmt::format("{}: {}\n", key, (*shape)[1]);
-      }
-      if (!hints.empty()) {
-        const Config base = spec.is_map() ? spec : parse_yaml_text("name: " + spec.scalar(), spec.where().str());
-        spec = Config(merge(base, parse_yaml_text(hints, "inferred")).node(), spec.path());
-      }
-      auto module = registry.create<Kind::module>(spec);
+      // an identity first takes the new module's place, to see what flows in there (the
+      // model may not run past it: a replaced first layer that took other channels)
+      std::string path = op.path;
+      std::optional<std::vector<std::int64_t>> fallback;  // a replaced layer that does not run here (an aux head)
       if (op.op == "replace") {
-        replace_at(root, op.path, module);
-        built.changes.push_back("surgery: replaced " + op.path + " with " + plugin.entry.name +
+        const auto target = module_at(root, op.path);
+        if (auto lin = target->as<nn::Linear>()) fallback = std::vector<std::int64_t>{2, lin->options.in_features()};
+        else if (auto conv = target->as<nn::Conv2d>()) fallback = std::vector<std::int64_t>{2, conv->options.in_channels(), 1, 1};
+        replace_at(root, op.path, nn::AnyModule(nn::Identity()));
+      } else if (op.op == "append_to") {
+        append_to(root, op.path, op.name, nn::AnyModule(nn::Identity()));
+        path = op.path.empty() ? op.name : op.path + "." + op.name;
+      } else {
+        insert_next_to(root, op.path, op.op == "insert_after", op.name, nn::AnyModule(nn::Identity()));
+        const auto dot = op.path.rfind('.');
+        path = dot == std::string::npos ? op.name : op.path.substr(0, dot + 1) + op.name;
+      }
+      auto shape = shape_at(built.module, path, example, false);
+      if (!shape) shape = fallback;
+      auto placed = build_module_at(registry, op.with, shape.value_or(std::vector<std::int64_t>{}), /*probe=*/false);
+      replace_at(root, path, placed.module);
+      const std::string plugin = Registry::spec_name(op.with);
+      if (op.op == "replace") {
+        built.changes.push_back("surgery: replaced " + op.path + " with " + plugin +
                                 (shape ? " (input " + shape_str(*shape) + ")" : ""));
       } else {
-        std::string container = op.path, stage;
-        std::size_t index = 0;
-        if (op.op == "append_to") {
-          auto* stages = dynamic_cast<StagesImpl*>(module_at(root, op.path).get());
-          if (!stages) at.fail("'" + op.path + "' is a " + type_name(*module_at(root, op.path)) + ", not a Stages container");
-          index = stages->size();
-        } else {
-          const auto dot = op.path.rfind('.');
-          container = dot == std::string::npos ? "" : op.path.substr(0, dot);
-          stage = dot == std::string::npos ? op.path : op.path.substr(dot + 1);
-          auto* stages = dynamic_cast<StagesImpl*>(container.empty() ? &root : module_at(root, container).get());
-          if (!stages) at.fail("cannot insert next to '" + op.path + "': its parent is not a Stages container");
-          module_at(root, op.path);
-          index = stages->index_of(stage) + (op.op == "insert_after" ? 1 : 0);
-        }
-        insert_into(root, container, index, op.name, module);
-        built.changes.push_back("surgery: " + plugin.entry.name + " '" + op.name + "' " +
+        built.changes.push_back("surgery: " + plugin + " '" + op.name + "' " +
                                 (op.op == "append_to" ? "appended to " : op.op == "insert_after" ? "inserted after " : "inserted before ") +
                                 op.path);
       }

@@ -51,9 +51,134 @@ void StagesImpl::remove(const std::string& name) {
   stages_.erase(stages_.begin() + static_cast<std::ptrdiff_t>(i));
 }
 
+void StagesImpl::insert_child(const std::string& anchor, bool after, const std::string& name, torch::nn::AnyModule module) {
+  const std::size_t i = index_of(anchor);
+  if (i == stages_.size()) throw Error::usage("no stage called '" + anchor + "'");
+  insert(after ? i + 1 : i, name, std::move(module));
+}
+
 torch::Tensor StagesImpl::forward(torch::Tensor x) {
-  for (auto& stage : stages_) x = stage.second.forward(x);
+  for (auto& [name, stage] : stages_) {
+    torch::Tensor y = stage.forward(x);
+    ran(name, x, y);
+    x = std::move(y);
+  }
   return x;
+}
+
+// A Block's slots: its own children in add() order, each followed or preceded by what
+// surgery inserted next to it (same owner), in the order they run.
+BlockBase::Slot* BlockBase::find(const std::string& name) {
+  for (auto& s : slots_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+const BlockBase::Slot* BlockBase::find(const std::string& name) const {
+  for (const auto& s : slots_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+bool BlockBase::has_child(const std::string& name) const {
+  const Slot* s = find(name);
+  return s && !s->removed;
+}
+
+void BlockBase::add_child(const std::string& name, torch::nn::AnyModule module) {
+  if (find(name)) throw Error::runtime("graft::Block: two children called '" + name + "'");
+  slots_.push_back({name, std::move(module), name, false});
+  self().register_module(name, slots_.back().module.ptr());
+}
+
+void BlockBase::reregister() {
+  auto& me = self();
+  for (const auto& s : slots_)
+    if (me.named_children().contains(s.name)) me.unregister_module(s.name);
+  for (const auto& s : slots_)
+    if (!s.removed) me.register_module(s.name, s.module.ptr());
+}
+
+void BlockBase::replace_child(const std::string& name, torch::nn::AnyModule module) {
+  Slot* s = find(name);
+  if (!s) throw Error::usage("no child called '" + name + "'");
+  s->module = std::move(module);
+  if (s->removed) {
+    s->removed = false;
+    reregister();
+  } else {
+    self().replace_module(name, s->module.ptr());
+  }
+}
+
+void BlockBase::insert_child(const std::string& anchor, bool after, const std::string& name, torch::nn::AnyModule module) {
+  if (name.empty() || name.find('.') != std::string::npos)
+    throw Error::usage("invalid child name '" + name + "' (it must be non-empty and contain no '.')");
+  if (find(name)) throw Error::usage("a child called '" + name + "' already exists");
+  const Slot* at = find(anchor);
+  if (!at) throw Error::usage("no child called '" + anchor + "'");
+  const auto i = static_cast<std::ptrdiff_t>(at - slots_.data()) + (after ? 1 : 0);
+  Slot slot{name, std::move(module), at->owner, false};
+  slots_.insert(slots_.begin() + i, std::move(slot));
+  edited_ = true;
+  reregister();
+}
+
+void BlockBase::append_child(const std::string& name, torch::nn::AnyModule) {
+  throw Error::usage("cannot append '" + name + "' to a " + type_name(self()) +
+                     ": its forward runs its children in its own code (insert next to one of them instead)");
+}
+
+void BlockBase::remove_child(const std::string& name) {
+  Slot* s = find(name);
+  if (!s || s->removed) throw Error::usage("no child called '" + name + "'");
+  edited_ = true;
+  if (s->owner == s->name) {
+    s->removed = true;  // its forward still calls it: from now on it passes its input through
+    s->module = torch::nn::AnyModule();
+  } else {
+    self().unregister_module(name);
+    slots_.erase(slots_.begin() + (s - slots_.data()));
+  }
+  reregister();
+}
+
+torch::Tensor BlockBase::call_child(const std::string& name, torch::Tensor x) {
+  Slot* s = find(name);
+  TORCH_CHECK(s && s->owner == name, "graft::Block ", type_name(self()), " has no child '", name, "'");
+  if (!edited_) {
+    torch::Tensor y = s->module.forward(x);
+    ran(name, x, y);
+    return y;
+  }
+  for (auto& slot : slots_) {
+    if (slot.owner != name) continue;
+    if (slot.removed) continue;  // a removed own child passes x through
+    torch::Tensor y = slot.module.forward(x);
+    ran(slot.name, x, y);
+    x = std::move(y);
+  }
+  return x;
+}
+
+torch::nn::AnyModule& BlockBase::child_for_call(const std::string& name) {
+  Slot* s = find(name);
+  TORCH_CHECK(s && s->owner == name, "graft::Block ", type_name(self()), " has no child '", name, "'");
+  if (edited_) {
+    for (const auto& slot : slots_)
+      if (slot.owner == name && (slot.removed || slot.name != name))
+        throw Error::usage("the " + type_name(self()) + "'s child '" + name +
+                           "' is called with several arguments: surgery cannot remove it or insert next to it");
+  }
+  return s->module;
+}
+
+void BlockBase::clone_children(const torch::optional<torch::Device>& device) {
+  for (auto& s : slots_) {
+    if (s.removed) continue;
+    s.module = s.module.clone(device);
+    self().replace_module(s.name, s.module.ptr());
+  }
 }
 
 std::shared_ptr<torch::nn::Module> StagesImpl::clone(const torch::optional<torch::Device>& device) const {

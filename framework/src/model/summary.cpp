@@ -6,6 +6,7 @@
 
 #include <set>
 
+#include "graft/host/watch.h"
 #include "graft/model.h"
 
 namespace graft {
@@ -14,6 +15,7 @@ namespace {
 
 struct Walker {
   const std::map<std::string, std::string>& origin;
+  const std::map<std::string, std::vector<std::int64_t>>& shapes;
   std::vector<SummaryRow> rows;
 
   SummaryRow row(const torch::nn::Module& m, const std::string& path, int depth) {
@@ -29,33 +31,16 @@ struct Walker {
       if (it != origin.end()) origins.insert(it->second);
     }
     r.origin = origins.empty() ? "" : origins.size() == 1 ? *origins.begin() : "mixed";
+    if (const auto it = shapes.find(path); it != shapes.end()) r.output_shape = it->second;
     return r;
   }
 
-  // Rows for a leaf's inner modules: no shapes, its forward is its own code.
-  void inner(const torch::nn::Module& m, const std::string& path, int depth) {
+  void children(const torch::nn::Module& m, const std::string& path, int depth) {
     for (const auto& c : m.named_children()) {
-      const std::string p = path + "." + c.key();
+      const std::string p = path.empty() ? c.key() : path + "." + c.key();
       rows.push_back(row(*c.value(), p, depth));
-      inner(*c.value(), p, depth + 1);
+      children(*c.value(), p, depth + 1);
     }
-  }
-
-  torch::Tensor stages(StagesImpl& s, const std::string& path, int depth, torch::Tensor x) {
-    for (const auto& [name, stage] : s.stages()) {
-      auto& any = const_cast<torch::nn::AnyModule&>(stage);
-      const std::string p = path.empty() ? name : path + "." + name;
-      const std::size_t at = rows.size();
-      rows.push_back(row(*any.ptr(), p, depth));
-      if (auto* child = dynamic_cast<StagesImpl*>(any.ptr().get())) {
-        x = stages(*child, p, depth + 1, x);
-      } else {
-        x = any.forward(x);
-        inner(*any.ptr(), p, depth + 1);
-      }
-      rows[at].output_shape = x.sizes().vec();
-    }
-    return x;
   }
 };
 
@@ -84,28 +69,32 @@ void dot_stages(StagesImpl& s, const std::string& path, std::string& out, std::s
 
 std::vector<SummaryRow> summarize(torch::nn::AnyModule& model, const std::vector<std::int64_t>& input_shape,
                                   const std::map<std::string, std::string>& origin) {
-  Walker w{origin, {}};
   std::vector<std::int64_t> shape{1};
   shape.insert(shape.end(), input_shape.begin(), input_shape.end());
-  torch::NoGradGuard no_grad;
-  const bool training = model.ptr()->is_training();
-  model.ptr()->eval();
+  torch::nn::Module& root = *model.ptr();
+  // what every child of a container returns (its last call's), in one forward
+  std::map<std::string, std::vector<std::int64_t>> shapes;
+  std::vector<std::int64_t> output;
+  EvalScope eval(root);
   try {
-    if (auto* s = dynamic_cast<StagesImpl*>(model.ptr().get())) {
-      w.stages(*s, "", 0, torch::zeros(shape));
-    } else {
-      auto r = w.row(*model.ptr(), "", 0);
-      r.output_shape = model.forward(torch::zeros(shape)).sizes().vec();
-      w.rows.push_back(r);
-      w.inner(*model.ptr(), "", 1);
-    }
+    ForwardWatch watch(root, [&](const std::string& path, const torch::Tensor&, const torch::Tensor& out) {
+      shapes[path] = out.sizes().vec();
+    });
+    output = model.forward(torch::zeros(shape)).sizes().vec();
   } catch (const c10::Error& e) {
-    model.ptr()->train(training);
     const std::string what = e.what_without_backtrace();
     throw Error::usage(fmt::format("the model does not run on input [1, {}]: {}", fmt::join(input_shape, ", "),
                                    what.substr(0, what.find('\n'))));
   }
-  model.ptr()->train(training);
+  Walker w{origin, shapes, {}};
+  // a container's children are the rows; any other root is one row with its own forward
+  if (dynamic_cast<const Container*>(&root)) {
+    w.children(root, "", 0);
+  } else {
+    w.rows.push_back(w.row(root, "", 0));
+    w.rows.back().output_shape = output;
+    w.children(root, "", 1);
+  }
   return w.rows;
 }
 

@@ -21,8 +21,6 @@ std::pair<std::string, std::string> parent_and_name(const std::string& path) {
   return {path.substr(0, dot), path.substr(dot + 1)};
 }
 
-StagesImpl* as_stages(torch::nn::Module& m) { return dynamic_cast<StagesImpl*>(&m); }
-
 }  // namespace
 
 std::shared_ptr<torch::nn::Module> module_at(const torch::nn::Module& root, const std::string& path) {
@@ -55,72 +53,46 @@ const torch::nn::Module& module_ref(const torch::nn::Module& root, const std::st
   return path.empty() ? root : *module_at(root, path);
 }
 
-void replace_at(torch::nn::Module& root, const std::string& path, torch::nn::AnyModule module) {
-  const auto [parent_path, name] = parent_and_name(path);
-  torch::nn::Module& parent = parent_path.empty() ? root : *module_at(root, parent_path);
-  module_at(root, path);  // reports a missing path with suggestions
-  if (auto* stages = as_stages(parent)) {
-    stages->replace(name, std::move(module));
-  } else if (auto* block = dynamic_cast<BlockBase*>(&parent)) {
-    block->replace_child(name, std::move(module));
-  } else {
-    throw Error::usage("cannot replace '" + path + "': its parent is a " + type_name(parent) +
-                       ", whose forward is fixed code (only children of Stages and Blocks can be replaced)");
-  }
-}
-
-void insert_into(torch::nn::Module& root, const std::string& container, std::size_t index, const std::string& name,
-                 torch::nn::AnyModule module) {
-  torch::nn::Module& target = container.empty() ? root : *module_at(root, container);
-  auto* stages = as_stages(target);
-  if (!stages)
-    throw Error::usage("cannot add a stage to '" + (container.empty() ? std::string("the model") : container) +
-                       "': it is a " + type_name(target) + ", not a Stages container");
-  stages->insert(index, name, std::move(module));
-}
-
-void remove_at(torch::nn::Module& root, const std::string& path) {
-  const auto [parent_path, name] = parent_and_name(path);
-  module_at(root, path);
-  torch::nn::Module& parent = parent_path.empty() ? root : *module_at(root, parent_path);
-  auto* stages = as_stages(parent);
-  if (!stages)
-    throw Error::usage("cannot remove '" + path + "': its parent is a " + type_name(parent) +
-                       ", whose forward uses it (replace it with an identity instead)");
-  stages->remove(name);
-}
-
 namespace {
-std::optional<std::vector<std::int64_t>> probe(torch::nn::Module& m, const std::vector<std::string>& parts,
-                                               std::size_t i, torch::Tensor x, bool output) {
-  auto* stages = as_stages(m);
-  if (!stages) return std::nullopt;
-  for (const auto& [name, stage] : stages->stages()) {
-    auto& child = const_cast<torch::nn::AnyModule&>(stage);
-    if (name == parts[i]) {
-      if (i + 1 == parts.size()) return (output ? child.forward(x) : x).sizes().vec();
-      return probe(*child.ptr(), parts, i + 1, x, output);
-    }
-    x = child.forward(x);
-  }
-  return std::nullopt;
+// The container holding `path`, and the child's name in it.
+std::pair<Container*, std::string> parent_of(torch::nn::Module& root, const std::string& path, const std::string& doing,
+                                             const std::string& why) {
+  module_at(root, path);  // reports a missing path with suggestions
+  const auto [parent_path, name] = parent_and_name(path);
+  torch::nn::Module& parent = parent_path.empty() ? root : *module_at(root, parent_path);
+  auto* container = dynamic_cast<Container*>(&parent);
+  if (!container)
+    throw Error::usage("cannot " + doing + " '" + path + "': its parent is a " + type_name(parent) +
+                       ", whose forward is fixed code (" + why + ")");
+  return {container, name};
 }
 }  // namespace
 
-std::optional<std::vector<std::int64_t>> shape_at(torch::nn::Module& root, const std::string& path,
-                                                  const torch::Tensor& example, bool output) {
-  const auto parts = split(path);
-  torch::NoGradGuard no_grad;
-  const bool training = root.is_training();
-  root.eval();
-  std::optional<std::vector<std::int64_t>> shape;
-  if (parts.empty()) {
-    if (auto* stages = as_stages(root)) shape = output ? stages->forward(example).sizes().vec() : example.sizes().vec();
-  } else {
-    shape = probe(root, parts, 0, example, output);
-  }
-  root.train(training);
-  return shape;
+void replace_at(torch::nn::Module& root, const std::string& path, torch::nn::AnyModule module) {
+  auto [parent, name] = parent_of(root, path, "replace", "only children of Stages, Blocks and branches can be replaced");
+  parent->replace_child(name, std::move(module));
+}
+
+void insert_next_to(torch::nn::Module& root, const std::string& anchor, bool after, const std::string& name,
+                    torch::nn::AnyModule module) {
+  auto [parent, anchor_name] =
+      parent_of(root, anchor, "insert next to", "insert next to it only in Stages, Blocks and branches");
+  parent->insert_child(anchor_name, after, name, std::move(module));
+}
+
+void append_to(torch::nn::Module& root, const std::string& container, const std::string& name,
+               torch::nn::AnyModule module) {
+  torch::nn::Module& target = container.empty() ? root : *module_at(root, container);
+  auto* c = dynamic_cast<Container*>(&target);
+  if (!c)
+    throw Error::usage("cannot append to '" + (container.empty() ? std::string("the model") : container) + "': it is a " +
+                       type_name(target) + ", not a container (Stages, branches)");
+  c->append_child(name, std::move(module));
+}
+
+void remove_at(torch::nn::Module& root, const std::string& path) {
+  auto [parent, name] = parent_of(root, path, "remove", "replace its parent instead");
+  parent->remove_child(name);
 }
 
 torch::Tensor adapt_input_conv(std::int64_t in_chans, const torch::Tensor& weight) {

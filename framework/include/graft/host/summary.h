@@ -1,5 +1,5 @@
 // What `graft inspect --summary` and `--dot` show: a torchsummary-like table of the model
-// (one dry forward through its Stages) and a Graphviz graph of its stages.
+// (one watched dry forward) and a Graphviz graph of its stages.
 #pragma once
 
 #include <map>
@@ -14,14 +14,15 @@ struct SummaryRow {
   std::string path;
   std::string type;
   int depth = 0;
-  std::vector<std::int64_t> output_shape;  ///< empty inside a leaf with its own forward
+  std::vector<std::int64_t> output_shape;  ///< empty inside a leaf that is not a Container
   std::int64_t params = 0;                 ///< in the whole subtree
   std::int64_t trainable = 0;
   std::string origin;  ///< loaded / adapted / initialised / new, "mixed", or "" without parameters
 };
 
-/// One row per module, in tree order, with the output shape of every stage reached by a
-/// forward of one sample of `input_shape` (C, H, W) in eval mode.
+/// One row per module, in tree order (a Container root's children at depth 0), with what
+/// every child of a Container (Stages, Block, branches) returned in a forward of one sample
+/// of `input_shape` (C, H, W) in eval mode.
 std::vector<SummaryRow> summarize(torch::nn::AnyModule& model, const std::vector<std::int64_t>& input_shape,
                                   const std::map<std::string, std::string>& origin);
 

@@ -1,8 +1,7 @@
-// Model surgery: editing the tree of stages by dotted path ("fc", "classifier.6",
+// Model surgery: editing the tree of containers by dotted path ("fc", "classifier.6",
 // "layer1.0.conv1"), and the pure weight transformations that go with it.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,20 +19,18 @@ std::shared_ptr<torch::nn::Module> module_at(const torch::nn::Module& root, cons
 /// Like module_at, but "" gives the root itself.
 const torch::nn::Module& module_ref(const torch::nn::Module& root, const std::string& path);
 
-/// Replaces the module at `path`; its parent must be a Stages container or a Block.
+/// Replaces the module at `path`; its parent must be a Container (Stages, Block, branches).
 void replace_at(torch::nn::Module& root, const std::string& path, torch::nn::AnyModule module);
-/// Inserts `module` as `name` into the Stages container at `container` ("" = root), before
-/// position `index` (index past the end appends).
-void insert_into(torch::nn::Module& root, const std::string& container, std::size_t index, const std::string& name,
-                 torch::nn::AnyModule module);
-/// Removes the stage at `path`; its parent must be a Stages container.
+/// Adds `module` as `name` next to the module at `anchor` (before it, or after), in the
+/// Container that holds it (Container::insert_child says what "next to" means there).
+void insert_next_to(torch::nn::Module& root, const std::string& anchor, bool after, const std::string& name,
+                    torch::nn::AnyModule module);
+/// Adds `module` as `name`, run last, to the Container at `container` ("" = the root).
+void append_to(torch::nn::Module& root, const std::string& container, const std::string& name,
+               torch::nn::AnyModule module);
+/// Removes the module at `path`; its parent must be a Container (in a Block, the child
+/// then passes its input through).
 void remove_at(torch::nn::Module& root, const std::string& path);
-
-/// Shape of the tensor that reaches `path` (its input; its output when `output`) when
-/// `example` goes through the model, found by forwarding Stages containers in order.
-/// nullopt when `path` sits inside a leaf with its own forward.
-std::optional<std::vector<std::int64_t>> shape_at(torch::nn::Module& root, const std::string& path,
-                                                  const torch::Tensor& example, bool output);
 
 /// timm's adapt_input_conv: a pretrained first conv's weight [O, 3, kH, kW] for `in_chans`
 /// inputs. 1 channel: the sum over RGB; N: RGB repeated and scaled by 3/N.
