@@ -233,7 +233,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   }
   result.seconds = logger.seconds();
   if (sync.active())
-    log::info("waited {:.2f} s of {:.2f} s for other ranks' gradients (all-reduce not hidden behind backward)",
+    log::info("waited {:.4f} s of {:.4f} s for other ranks' gradients (all-reduce not hidden behind backward)",
               s.execution().waited_seconds(), result.seconds);
   sync.barrier("the end of the run");
   if (sync.leader()) out.final_report(recipe.file, result);
