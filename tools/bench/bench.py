@@ -101,6 +101,19 @@ def run(cmd, env_extra=None, timeout=900, cwd=None):
     return wall, usage.ru_maxrss / 1024.0, stdout
 
 
+def step_seconds(run_dir, warmup, steps):
+    """Seconds between the step records at steps warmup and warmup+steps of a run's metrics.jsonl."""
+    recs = {}
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if "img_per_s" in r:
+                recs[r["step"]] = r["time"]
+    if warmup not in recs or warmup + steps not in recs:
+        raise Failed("metrics.jsonl of %s has no records at steps %d and %d" % (run_dir, warmup, warmup + steps))
+    return recs[warmup + steps] - recs[warmup]
+
+
 def last_json(stdout):
     try:
         return json.loads(stdout)  # one document (graft's --json is indented)
@@ -172,15 +185,7 @@ class Bench:
         """`graft train` as a user runs it; img/s between the records at steps warmup and warmup+steps."""
         d = self.run_dir(tag)
         wall, rss, _ = run([self.graft, "train", recipe, "--run-dir", d, "--progress", "0"])
-        recs = {}
-        with open(os.path.join(d, "metrics.jsonl")) as f:
-            for line in f:
-                r = json.loads(line)
-                if "img_per_s" in r:
-                    recs[r["step"]] = r["time"]
-        if warmup not in recs or warmup + steps not in recs:
-            raise Failed("metrics.jsonl of %s has no records at steps %d and %d" % (d, warmup, warmup + steps))
-        seconds = recs[warmup + steps] - recs[warmup]
+        seconds = step_seconds(d, warmup, steps)
         shutil.rmtree(d, ignore_errors=True)
         return steps * batch / seconds, rss
 
@@ -282,18 +287,13 @@ class Bench:
         def launch():
             d = self.run_dir("dist")
             run([self.graft, "launch", "--nproc-per-node", "2", "--", "train", two, "--run-dir", d, "--progress", "0"])
-            recs = {}
-            with open(os.path.join(d, "metrics.jsonl")) as f:
-                for line in f:
-                    r = json.loads(line)
-                    if "img_per_s" in r:
-                        recs[r["step"]] = r["time"]
+            seconds = step_seconds(d, w, m)
             with open(os.path.join(d, "train.log")) as f:
                 found = re.search(r"waited ([0-9.]+) s of ([0-9.]+) s", f.read())
-            if w not in recs or w + m not in recs or not found:
-                raise Failed("%s: no step records or no all-reduce wait line" % d)
+            if not found:
+                raise Failed("%s: no all-reduce wait line in train.log" % d)
             shutil.rmtree(d, ignore_errors=True)
-            return m * batch / (recs[w + m] - recs[w]), 100.0 * float(found.group(1)) / float(found.group(2))
+            return m * batch / seconds, 100.0 * float(found.group(1)) / float(found.group(2))
 
         for r in range(self.a.repeats):
             for side in (["one", "two"] if r % 2 == 0 else ["two", "one"]):

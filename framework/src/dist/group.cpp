@@ -256,15 +256,6 @@ void Group::all_reduce_sum(at::Tensor& tensor, const std::string& what) {
   Impl::back(tensor, t);
 }
 
-void Group::all_reduce_max(at::Tensor& tensor, const std::string& what) {
-  auto t = impl_->on_device(tensor);
-  std::vector<at::Tensor> v{t};
-  c10d::AllreduceOptions opts;
-  opts.reduceOp = c10d::ReduceOp::MAX;
-  impl_->guarded(what, [&] { impl_->pg->allreduce(v, opts)->wait(); return 0; });
-  Impl::back(tensor, t);
-}
-
 void Group::broadcast(at::Tensor& tensor, int root, const std::string& what) {
   c10d::BroadcastOptions opts;
   opts.rootRank = root;

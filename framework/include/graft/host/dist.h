@@ -81,7 +81,6 @@ class Group {
   Pending all_reduce_sum_async(at::Tensor& tensor, const std::string& what);
   /// In place, synchronously.
   void all_reduce_sum(at::Tensor& tensor, const std::string& what);
-  void all_reduce_max(at::Tensor& tensor, const std::string& what);
   /// `root`'s values of a dense tensor into every rank's, in place.
   void broadcast(at::Tensor& tensor, int root, const std::string& what);
   /// `root`'s values of every tensor into every rank's (one collective per dtype).
