@@ -11,6 +11,7 @@
 
 #include "graft/host/serialize.h"
 #include "support/run.h"
+#include "support/standins.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
@@ -136,20 +137,17 @@ BOOST_AUTO_TEST_CASE(plugins_show_constraints_and_defaults_as_written) {
 BOOST_AUTO_TEST_CASE(check_accepts_every_shipped_recipe) {
   // Recipes naming torchvision weights get stand-ins (random weights of the right
   // architecture, written by Python) in a private hub cache, offline.
+  // cifar10_vgg16.yaml reads data/cifar-10-batches-bin: a small one is made there
   Dir d;
-  const auto hub = d.path / "hub" / "checkpoints";
-  fs::create_directories(hub);
-  const auto made = run(std::string(GRAFT_PYTHON) + " -c \"import torch, torchvision.models as m\n"
-                        "for name, file in [('resnet18', 'resnet18-f37072fd.pth'), ('vgg16', 'vgg16-397923af.pth')]:\n"
-                        "    torch.save(getattr(m, name)().state_dict(), '" + hub.string() + "/' + file)\"");
-  BOOST_TEST_REQUIRE(made.code == 0, made.err);
+  graft::test::write_standin_weights(d.path);
+  graft::test::write_cifar10(d.path / "data" / "cifar-10-batches-bin", 20);
   int checked = 0;
   for (const auto& entry : fs::recursive_directory_iterator(source_dir + "/recipes")) {
     if (entry.path().extension() != ".yaml") continue;
     // needs the weights its pretraining writes: test_recipes runs the two in order
     if (entry.path().filename() == "finetune.yaml") continue;
-    const auto r = run("TORCH_HOME=" + d.path.string() + " GRAFT_OFFLINE=1 " + graft_bin + " check " +
-                       entry.path().string() + " --json");
+    const auto r = run("cd " + d.path.string() + " && TORCH_HOME=" + d.path.string() + " GRAFT_OFFLINE=1 " + graft_bin +
+                       " check " + entry.path().string() + " --json");
     BOOST_TEST_CONTEXT(entry.path().string()) {
       BOOST_TEST(r.code == 0, r.err);
       if (r.code == 0) BOOST_TEST(json::parse(r.out)["ok"] == true);
@@ -316,6 +314,76 @@ BOOST_AUTO_TEST_CASE(a_throwing_plugin_is_one_line_and_exit_1) {
   // The rest of that library's plugins, and everything else, stay usable.
   const auto fine = d.write("f.yaml", "plugins: [" + lib + "]\nmodel:\n  backbone: lenet\n");
   BOOST_TEST(run(graft_bin + " check " + fine).code == 0);
+}
+
+// graft check is a dry run of the first training step: each mistake below passed the
+// recipe's static checks and failed only in `graft train`, some without a location.
+BOOST_AUTO_TEST_CASE(check_dry_runs_the_first_step_and_names_what_fails) {
+  Dir d;
+  d.write("base.yaml", "plugins: [" + fixture("graft_test_throwing") + ", " + fixture("graft_test_hooks") +
+                           "]\n"
+                           "model: {backbone: {name: mlp, hidden: [16], num_classes: 10}}\n"
+                           "data: {dataset: {name: synthetic, train_size: 64, test_size: 32}, batch_size: 16, workers: 0}\n"
+                           "optimizer: {name: sgd, lr: 0.1, momentum: 0.9}\n"
+                           "scheduler: {name: cosine}\n"
+                           "metrics: [accuracy, per_class_accuracy]\n");
+  const auto check = [&](const std::string& name, const std::string& text) {
+    return run("cd " + d.path.string() + " && " + graft_bin + " check " + d.write(name, "base: base.yaml\n" + text));
+  };
+  // the base recipe passes: one batch, forward, loss, backward, a step, its checkpoint in memory
+  const auto ok = run(graft_bin + " check " + (d.path / "base.yaml").string() + " --json");
+  BOOST_TEST_REQUIRE(ok.code == 0, ok.err);
+  const auto dry = json::parse(ok.out)["dry_run"];
+  BOOST_TEST(dry["input_shape"] == json({8, 1, 28, 28}));
+  BOOST_TEST(dry["output_shape"] == json({8, 10}));
+  BOOST_TEST(dry["classes"] == 10);
+  BOOST_TEST(dry["stepped"] == true);
+  BOOST_TEST(dry["state_bytes"].get<std::int64_t>() > 0);
+
+  // a hook whose factory throws
+  const auto hook = check("hook.yaml", "hooks: [test_broken_hook]\n");
+  BOOST_TEST(hook.code == 1);
+  BOOST_TEST(hook.err == "error: " + (d.path / "hook.yaml").string() +
+                             ":2:9: hook 'test_broken_hook' (libgraft_test_throwing.so) failed: no sink configured\n");
+  // a file to write in a directory that does not exist
+  const auto file = check("file.yaml", "hooks: [{name: record, file: nodir/calls.txt}]\n");
+  BOOST_TEST(file.code == 2);
+  BOOST_TEST(file.err == "error: " + (d.path / "file.yaml").string() +
+                             ":2:30: hooks.0.file: the directory 'nodir' of this file to write does not exist\n");
+  // images the model was not made for: the module at fault and the shapes that went in
+  const auto shape = check("shape.yaml", "data: {dataset: {shape: [3, 32, 32]}}\n");
+  BOOST_TEST(shape.code == 2);
+  BOOST_TEST(shape.err == "error: " + (d.path / "base.yaml").string() +
+                              ":2:19: model: a training batch of [8, 3, 32, 32] does not go through the model at 1 "
+                              "(torch::nn::Linear(in_features=784, out_features=16, bias=true)) got [8, 3072]: mat1 and "
+                              "mat2 shapes cannot be multiplied (8x3072 and 784x16)\n");
+  // a model of 5 classes on data of 10
+  const auto classes = check("classes.yaml", "model: {backbone: {num_classes: 5}}\n");
+  BOOST_TEST(classes.code == 2);
+  BOOST_TEST(contains(classes.err, "model: gives 5 outputs, but the data has 10 classes: the targets 5..9 are no output"),
+             classes.err);
+  // a module whose forward fails, inserted by surgery
+  const auto boom = check("boom.yaml", "model: {surgery: [{insert_after: '2', name: boom, with: test_forward_fails}]}\n");
+  BOOST_TEST(boom.code == 2);
+  BOOST_TEST(contains(boom.err, "does not go through the model at boom ("), boom.err);
+  BOOST_TEST(contains(boom.err, ") got [8, 16]: index 7 is out of bounds for dimension 1 with size 16\n"), boom.err);
+  // a scheduler that throws at its first step
+  const auto sched = check("sched.yaml", "scheduler: {name: test_flaky_scheduler, throw_at_count: 1}\n");
+  BOOST_TEST(sched.code == 1);
+  BOOST_TEST(sched.err == "error: " + (d.path / "sched.yaml").string() +
+                              ":2:12: scheduler 'test_flaky_scheduler' (libgraft_test_throwing.so) failed: schedule "
+                              "table exhausted\n");
+  // a metric that throws on its first update
+  const auto metric = check("metric.yaml", "metrics: [{name: test_flaky_metric, throw_at_update: 1}]\n");
+  BOOST_TEST(metric.code == 1);
+  BOOST_TEST(metric.err == "error: " + (d.path / "metric.yaml").string() +
+                               ":2:11: metric 'test_flaky_metric' (libgraft_test_throwing.so) failed: histogram overflow\n");
+  // and graft train runs the same dry run first: nothing of a run is made
+  const auto train = run("cd " + d.path.string() + " && " + graft_bin + " train " + (d.path / "classes.yaml").string() +
+                         " --run-dir run");
+  BOOST_TEST(train.code == 2);
+  BOOST_TEST(contains(train.err, "model: gives 5 outputs, but the data has 10 classes"), train.err);
+  BOOST_TEST(!fs::exists(d.path / "run"));
 }
 
 BOOST_AUTO_TEST_CASE(out_of_tree_plugin_builds_against_the_installed_package) {

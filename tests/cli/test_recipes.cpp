@@ -17,6 +17,7 @@
 #include "graft/host/png.h"
 #include "graft/host/serialize.h"
 #include "support/run.h"
+#include "support/standins.h"
 
 namespace fs = std::filesystem;
 using graft::test::contains;
@@ -31,25 +32,8 @@ const std::string graft_bin = GRAFT_BIN;
 struct Env {
   fs::path dir = graft::test::temp_dir("recipes");
   Env() {
-    const auto hub = dir / "torch" / "hub" / "checkpoints";
-    fs::create_directories(hub);
-    const auto made = run(std::string(GRAFT_PYTHON) + " -c \"import torch, torchvision.models as m\n"
-                          "for name, file in [('resnet18', 'resnet18-f37072fd.pth'), ('vgg16', 'vgg16-397923af.pth')]:\n"
-                          "    torch.save(getattr(m, name)().state_dict(), '" + hub.string() + "/' + file)\"");
-    BOOST_TEST_REQUIRE(made.code == 0, made.err);
-    // CIFAR-10 binary batches: 1 label byte + 3072 pixel bytes per record
-    const auto cifar = dir / "cifar-10-batches-bin";
-    fs::create_directories(cifar);
-    auto batch = [&](const std::string& name, int records) {
-      std::ofstream out(cifar / name, std::ios::binary);
-      for (int r = 0; r < records; ++r) {
-        out.put(static_cast<char>(r % 10));
-        for (int i = 0; i < 3072; ++i) out.put(static_cast<char>((r * 7 + i * 13) % 256));
-      }
-    };
-    for (int k = 1; k <= 5; ++k) batch("data_batch_" + std::to_string(k) + ".bin", 20);
-    batch("test_batch.bin", 20);
-    std::ofstream(cifar / "batches.meta.txt") << "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n";
+    graft::test::write_standin_weights(dir / "torch");
+    graft::test::write_cifar10(dir / "cifar-10-batches-bin", 20);
     // a picture for `graft features`: RGB, of no recipe's input size
     graft::write_png(torch::arange(3 * 50 * 40).reshape({3, 50, 40}).remainder(251).to(torch::kUInt8), (dir / "picture.png").string());
   }

@@ -363,11 +363,52 @@ BOOST_AUTO_TEST_CASE(a_hook_that_throws_is_named_with_its_library_and_position) 
   options.progress = false;
   const auto e = error_of([&] { graft::fit(graft::load_recipe((dir / "r.yaml").string()), registry(), options); });
   // 10 batches an epoch: step 12 is the second batch of the second epoch
-  const std::string line = "hook 'record' (libgraft_test_hooks.so) failed at epoch 2, batch 2, step 12: disk quota exceeded";
+  const std::string line = (dir / "r.yaml").string() +
+                           ":2:9: hook 'record' (libgraft_test_hooks.so) failed at epoch 2, batch 2, step 12: disk quota exceeded";
   BOOST_TEST(std::string(e.what()) == line);
   // the line is in the run's train.log, and every hook saw the failure (on_exception)
   BOOST_TEST(contains(slurp(dir / "run/train.log"), "error: " + line), slurp(dir / "run/train.log"));
   BOOST_TEST(contains(slurp(calls), "exception 1 12 1 "), slurp(calls));
+  fs::remove_all(dir);
+}
+
+// A metric, a scheduler and a transform that throw mid-run: one line naming the plugin, its
+// library, its recipe entry and the run's position, in train.log too; hooks see the error.
+BOOST_AUTO_TEST_CASE(a_metric_scheduler_or_transform_that_throws_is_named_with_its_position) {
+  registry().scan({std::string(GRAFT_FIXTURE_DIR) + "/libgraft_test_throwing.so"});
+  const auto dir = graft::test::temp_dir("throwing_plugins");
+  const auto calls = dir / "calls.txt";
+  std::ofstream(dir / "base.yaml") << base_recipe;
+  const auto failure = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << "base: base.yaml\n" << text;
+    graft::TrainOptions options;
+    options.run_dir = (dir / name).string() + ".run";
+    options.progress = false;
+    const auto e = error_of([&] { graft::fit(graft::load_recipe((dir / name).string()), registry(), options); });
+    BOOST_TEST(contains(slurp(options.run_dir + "/train.log"), std::string("error: ") + e.what()));
+    return std::string(e.what());
+  };
+  // 10 batches an epoch; a metric is updated before the batch's step
+  const std::string metric = failure("metric.yaml", "metrics: [accuracy, {name: test_flaky_metric, throw_at_update: 13}]\n"
+                                                    "hooks: [{name: record, file: " + calls.string() + "}]\n");
+  BOOST_TEST(metric == (dir / "metric.yaml").string() +
+                           ":2:21: metric 'test_flaky_metric' (libgraft_test_throwing.so) failed at epoch 2, batch 3, "
+                           "step 12: histogram overflow");
+  BOOST_TEST(contains(slurp(calls), "exception 1 12 2 "), slurp(calls));
+  // a per-step scheduler counts after each step
+  const std::string scheduler = failure("scheduler.yaml", "scheduler: {name: test_flaky_scheduler, throw_at_count: 7}\n");
+  BOOST_TEST(scheduler == (dir / "scheduler.yaml").string() +
+                              ":2:12: scheduler 'test_flaky_scheduler' (libgraft_test_throwing.so) failed at epoch 1, "
+                              "batch 7, step 7: schedule table exhausted");
+  // a transform runs in the loader: the sample is named too (32 calls a batch, after the
+  // one sample data: checks)
+  const std::string transform =
+      failure("transform.yaml", "data: {transforms: [{name: test_flaky_transform, throw_at_call: 40}, to_tensor]}\n");
+  const std::string head = (dir / "transform.yaml").string() +
+                           ":2:21: transform 'test_flaky_transform' (libgraft_test_throwing.so) failed at epoch 1, batch 2, "
+                           "step 1 on sample ";
+  BOOST_TEST(transform.rfind(head, 0) == 0u, transform);
+  BOOST_TEST(transform.substr(transform.size() - 11) == ": bad pixel", transform);
   fs::remove_all(dir);
 }
 

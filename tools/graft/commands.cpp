@@ -167,6 +167,7 @@ int cmd_plugins(const std::string& kind_filter, bool as_json) {
 int cmd_check(const RecipeArgs& args) {
   auto l = load(args);
   const Plan plan = check_recipe(l->recipe, l->registry);
+  const DryRun dry = dry_run(l->recipe, l->registry);
   BuiltModel built = build_model(l->recipe, l->registry);
   auto& model = *built.module.ptr();
   const FreezeState frozen = freeze_state(make_freezers(l->recipe, l->registry), model_info(model), 0, 0);
@@ -224,7 +225,10 @@ int cmd_check(const RecipeArgs& args) {
                 {"eval_modules", frozen.eval_modules},
                 {"optimizer", optimizer_plan ? json(optimizer_plan->optimizer) : json(nullptr)},
                 {"groups", groups},
-                {"parameters", {{"total", count.total}, {"trainable", count.trainable}}}};
+                {"parameters", {{"total", count.total}, {"trainable", count.trainable}}},
+                {"dry_run", {{"input_shape", dry.input_shape}, {"output_shape", dry.output_shape}, {"classes", dry.classes},
+                             {"loss", dry.classes ? json(dry.loss) : json(nullptr)}, {"stepped", dry.stepped},
+                             {"state_bytes", dry.state_bytes}, {"warnings", dry.warnings}, {"seconds", dry.seconds}}}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -245,6 +249,10 @@ int cmd_check(const RecipeArgs& args) {
   if (optimizer_plan) std::cout << "optimizer   " << optimizer_plan->optimizer << "\n" << groups_text;
   std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", grouped(count.total), millions(count.total),
                            grouped(count.trainable), millions(count.trainable));
+  std::cout << fmt::format("dry run     a batch of [{}] gave [{}]", fmt::join(dry.input_shape, ", "), fmt::join(dry.output_shape, ", "));
+  if (dry.classes) std::cout << fmt::format(" for {} classes, loss {:.4f}", dry.classes, dry.loss);
+  if (dry.stepped) std::cout << fmt::format("; one optimizer step; checkpoint {:.1f} MB in memory", static_cast<double>(dry.state_bytes) / 1e6);
+  std::cout << fmt::format(" ({:.2f} s)\n", dry.seconds);
   std::cout << "ok\n";
   return 0;
 }

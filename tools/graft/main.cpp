@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   plugins->add_flag("--json", json, "print a JSON list on stdout");
 
   graft::cli::RecipeArgs check_args, inspect_args;
-  add_recipe_args(app.add_subcommand("check", "validate a recipe and resolve every plugin it names"), check_args);
+  add_recipe_args(app.add_subcommand("check", "validate a recipe, resolve every plugin it names and dry-run its first training step"), check_args);
   auto* inspect = app.add_subcommand("inspect", "print the model a recipe builds");
   add_recipe_args(inspect, inspect_args);
   inspect->add_flag("--summary", inspect_args.summary, "a table: path, type, output shape, params, trainable, origin");

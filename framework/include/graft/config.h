@@ -61,6 +61,7 @@ struct KeySpec {
   bool nonempty = false;                ///< set by non_empty()
   bool finite_only = false;             ///< set by finite()
   std::optional<std::size_t> items;     ///< set by length()
+  bool writes_file = false;             ///< set by output_file()
 
   KeySpec() = default;
   KeySpec(std::string name, bool def, std::string doc);
@@ -94,8 +95,13 @@ struct KeySpec {
   KeySpec& non_empty();
   /// Exactly `n` items. Lists.
   KeySpec& length(std::size_t n);
+  /// A file the plugin writes (string): its directory must exist when the recipe is
+  /// checked, so graft check and train fail at this key, not at the first write.
+  KeySpec& output_file();
 
-  bool constrained() const { return lower || upper || !allowed.empty() || nonempty || finite_only || items; }
+  bool constrained() const {
+    return lower || upper || !allowed.empty() || nonempty || finite_only || items || writes_file;
+  }
   /// The constraints in a few words, as `graft plugins` shows them: ">= 0", "in [0, 1)",
   /// "finite", "one of: min, max", "non-empty", "2 items, each in [0, 1)"; "" when none.
   std::string constraint_text() const;

@@ -78,6 +78,10 @@ struct TrainContext {
 ///
 /// The order of the calls in a run (the trainer's units: train_loop.cpp, optimizer_step.cpp):
 ///
+///   before anything: the dry run (graft check, and graft train first) builds the recipe's
+///                          hooks and strategies once, calls none of their stages and
+///                          serializes their state, then drops them: a constructor must
+///                          have no effect a second instance would undo or repeat
 ///   on_fit_start           once. On a resume every state is restored before it: weights,
 ///                          optimizer, scheduler, each hook's load_state(), the metrics'
 ///                          sums, ctx.step, ctx.metrics, and ctx.epoch / ctx.batch are where

@@ -23,7 +23,7 @@
 #include "graft/config.h"
 
 /// Bumped whenever a header of the SDK changes in a way that breaks built plugins.
-#define GRAFT_ABI_VERSION 4
+#define GRAFT_ABI_VERSION 5
 
 namespace graft {
 

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <stdexcept>
 
@@ -174,11 +175,18 @@ KeySpec& KeySpec::length(std::size_t n) {
   return *this;
 }
 
+KeySpec& KeySpec::output_file() {
+  require_type(*this, "output_file", {ValueType::string}, "strings");
+  writes_file = true;
+  return *this;
+}
+
 std::string KeySpec::constraint_text() const {
   std::vector<std::string> parts;
   const bool list = is_list_type(type);
   if (items) parts.push_back(fmt::format("{} item{}", *items, *items == 1 ? "" : "s"));
   if (nonempty) parts.emplace_back("non-empty");
+  if (writes_file) parts.emplace_back("a file to write (its directory exists)");
   const std::string each = list ? "each " : "";
   if (lower || upper || finite_only) parts.push_back(each + number_rule(*this));
   if (!allowed.empty()) parts.push_back(each + choices_text(*this));
@@ -444,6 +452,11 @@ void check_constraints(const KeySpec& k, const Node& n, const std::string& path)
   if (k.nonempty) {
     if (n.type == Node::Type::scalar && n.value.empty()) fail_at(n, path, "must not be empty");
     if (n.type != Node::Type::scalar && size == 0) fail_at(n, path, list ? "must not be an empty list" : "must not be empty");
+  }
+  if (k.writes_file && n.type == Node::Type::scalar && !n.value.empty()) {
+    const std::filesystem::path dir = std::filesystem::path(n.value).parent_path();
+    if (!dir.empty() && !std::filesystem::is_directory(dir))
+      fail_at(n, path, "the directory '" + dir.string() + "' of this file to write does not exist");
   }
   if (k.items && list && size != *k.items)
     fail_at(n, path, fmt::format("must have {} item{}, got {}", *k.items, *k.items == 1 ? "" : "s", size));

@@ -4,6 +4,7 @@
 // own queue of at most `prefetch` batches, and next() takes them round-robin, so the
 // batches and their order never depend on the number of workers or on timing.
 #include "graft/host/loader.h"
+#include "graft/host/registry.h"
 
 #include "io/dtype_name.h"
 
@@ -34,6 +35,8 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
   const std::string at = "sample " + std::to_string(index) + ": ";
   try {
     throw;
+  } catch (const PluginFailure& f) {  // a transform: "transform 'x' (lib) failed on sample N: ..."
+    throw f.within(" on sample " + std::to_string(index));
   } catch (const Error& e) {
     throw Error(e.kind(), at + e.message(), e.where());
   } catch (const c10::Error& e) {

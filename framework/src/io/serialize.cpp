@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -595,15 +596,49 @@ class FileSink {
   std::uint64_t flushed_ = 0;  // bytes whose writeback was started
 };
 
-}  // namespace
+// The records of a torch.save zip (the pickle, the byte order, one per storage) through
+// `writer`; the storages stop early when `ok()` turns false.
+void write_records(caffe2::serialize::PyTorchStreamWriter& writer, const std::string& pkl,
+                   const std::vector<torch::Tensor>& storages, const std::function<bool()>& ok) {
+  writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+  writer.writeRecord("byteorder", "little", 6);
+  for (std::size_t k = 0; k < storages.size() && ok(); ++k) {
+    const auto& s = storages[k].storage();
+    writer.writeRecord("data/" + std::to_string(k), s.data(), s.nbytes());
+  }
+  writer.writeEndOfFile();
+}
 
-void write_torch_file(const c10::IValue& value, const std::string& path) {
+Writer pickled(const c10::IValue& value, const std::string& what) {
   Writer w;
   try {
     w.write(value);
   } catch (const std::exception& e) {
-    fail(path, std::string("cannot be written: ") + e.what());
+    fail(what, std::string("cannot be written: ") + e.what());
   }
+  return w;
+}
+
+}  // namespace
+
+std::string torch_file_bytes(const c10::IValue& value, const std::string& what) {
+  Writer w = pickled(value, what);
+  const std::string pkl = w.pickler.finish();
+  std::string out;
+  try {
+    caffe2::serialize::PyTorchStreamWriter writer([&out](const void* data, std::size_t n) {
+      out.append(static_cast<const char*>(data), n);
+      return n;
+    });
+    write_records(writer, pkl, w.storages, [] { return true; });
+  } catch (const c10::Error& e) {
+    fail(what, "cannot be written: " + first_line(e.what_without_backtrace()));
+  }
+  return out;
+}
+
+void write_torch_file(const c10::IValue& value, const std::string& path) {
+  Writer w = pickled(value, path);
   const std::string pkl = w.pickler.finish();
   std::uint64_t expected = pkl.size();
   for (const auto& t : w.storages) expected += t.storage().nbytes();
@@ -615,13 +650,7 @@ void write_torch_file(const c10::IValue& value, const std::string& path) {
     FileSink sink(fd, expected);
     try {
       caffe2::serialize::PyTorchStreamWriter writer([&sink](const void* data, std::size_t n) { return sink.write(data, n); });
-      writer.writeRecord("data.pkl", pkl.data(), pkl.size());
-      writer.writeRecord("byteorder", "little", 6);
-      for (std::size_t k = 0; k < w.storages.size() && sink.error() == 0; ++k) {
-        const auto& s = w.storages[k].storage();
-        writer.writeRecord("data/" + std::to_string(k), s.data(), s.nbytes());
-      }
-      writer.writeEndOfFile();
+      write_records(writer, pkl, w.storages, [&sink] { return sink.error() == 0; });
     } catch (const c10::Error& e) {
       zip_error = first_line(e.what_without_backtrace());
     }

@@ -1,4 +1,7 @@
 #include "graft/model.h"
+#include "graft/host/watch.h"
+
+#include <exception>
 
 #include <sstream>
 
@@ -57,8 +60,37 @@ void StagesImpl::insert_child(const std::string& anchor, bool after, const std::
   insert(after ? i + 1 : i, name, std::move(module));
 }
 
+namespace {
+// Tells the thread's FailureProbe, if there is one, that the call of a container's child
+// ends in an exception (destroyed while that exception unwinds the call).
+class ChildCall {
+ public:
+  ChildCall(const Container& container, const std::string& name, const torch::Tensor& input)
+      : probe_(FailureProbe::current()) {
+    if (!probe_) return;
+    container_ = &container;
+    name_ = &name;
+    input_ = &input;
+    exceptions_ = std::uncaught_exceptions();
+  }
+  ~ChildCall() {
+    if (probe_ && std::uncaught_exceptions() > exceptions_) probe_->threw(*container_, *name_, *input_);
+  }
+  ChildCall(const ChildCall&) = delete;
+  ChildCall& operator=(const ChildCall&) = delete;
+
+ private:
+  FailureProbe* probe_;
+  const Container* container_ = nullptr;
+  const std::string* name_ = nullptr;
+  const torch::Tensor* input_ = nullptr;
+  int exceptions_ = 0;
+};
+}  // namespace
+
 torch::Tensor StagesImpl::forward(torch::Tensor x) {
   for (auto& [name, stage] : stages_) {
+    const ChildCall call(*this, name, x);
     torch::Tensor y = stage.forward(x);
     ran(name, x, y);
     x = std::move(y);
@@ -147,6 +179,7 @@ torch::Tensor BlockBase::call_child(const std::string& name, torch::Tensor x) {
   Slot* s = find(name);
   TORCH_CHECK(s && s->owner == name, "graft::Block ", type_name(self()), " has no child '", name, "'");
   if (!edited_) {
+    const ChildCall call(*this, name, x);
     torch::Tensor y = s->module.forward(x);
     ran(name, x, y);
     return y;
@@ -154,6 +187,7 @@ torch::Tensor BlockBase::call_child(const std::string& name, torch::Tensor x) {
   for (auto& slot : slots_) {
     if (slot.owner != name) continue;
     if (slot.removed) continue;  // a removed own child passes x through
+    const ChildCall call(*this, slot.name, x);
     torch::Tensor y = slot.module.forward(x);
     ran(slot.name, x, y);
     x = std::move(y);

@@ -5,11 +5,21 @@
 #include <torch/torch.h>
 
 #include <optional>
+#include <sstream>
 
 namespace graft {
 
 namespace {
 thread_local ForwardWatch* current = nullptr;
+thread_local FailureProbe* current_probe = nullptr;
+
+std::unordered_map<const Container*, std::string> container_paths(const torch::nn::Module& root) {
+  std::unordered_map<const Container*, std::string> paths;
+  if (const auto* c = dynamic_cast<const Container*>(&root)) paths.emplace(c, "");
+  for (const auto& m : root.named_modules("", /*include_self=*/false))
+    if (const auto* c = dynamic_cast<const Container*>(m.value().get())) paths.emplace(c, m.key());
+  return paths;
+}
 }  // namespace
 
 void Container::ran(const std::string& name, const torch::Tensor& input, const torch::Tensor& output) const {
@@ -17,10 +27,7 @@ void Container::ran(const std::string& name, const torch::Tensor& input, const t
 }
 
 ForwardWatch::ForwardWatch(const torch::nn::Module& root, Callback callback)
-    : callback_(std::move(callback)), outer_(current) {
-  if (const auto* c = dynamic_cast<const Container*>(&root)) paths_.emplace(c, "");
-  for (const auto& m : root.named_modules("", /*include_self=*/false))
-    if (const auto* c = dynamic_cast<const Container*>(m.value().get())) paths_.emplace(c, m.key());
+    : paths_(container_paths(root)), callback_(std::move(callback)), outer_(current) {
   current = this;
 }
 
@@ -31,6 +38,30 @@ void ForwardWatch::report(const Container& container, const std::string& name, c
   const auto it = paths_.find(&container);
   if (it == paths_.end()) return;  // not a container of the watched model (a copy, say)
   callback_(it->second.empty() ? name : it->second + "." + name, input, output);
+}
+
+FailureProbe::FailureProbe(const torch::nn::Module& root) : paths_(container_paths(root)), outer_(current_probe) {
+  current_probe = this;
+}
+
+FailureProbe::~FailureProbe() { current_probe = outer_; }
+
+FailureProbe* FailureProbe::current() { return current_probe; }
+
+void FailureProbe::threw(const Container& container, const std::string& name, const torch::Tensor& input) {
+  if (!where_.empty()) return;  // an outer container of the child already named
+  const auto it = paths_.find(&container);
+  if (it == paths_.end()) return;
+  std::string what;
+  if (const auto* m = dynamic_cast<const torch::nn::Module*>(&container))
+    for (const auto& c : m->named_children())
+      if (c.key() == name) {
+        std::ostringstream text;
+        c.value()->pretty_print(text);
+        what = " (" + text.str() + ")";
+      }
+  where_ = (it->second.empty() ? name : it->second + "." + name) + what;
+  if (input.defined()) where_ += fmt::format(" got [{}]", fmt::join(input.sizes(), ", "));
 }
 
 namespace {

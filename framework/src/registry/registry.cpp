@@ -1,4 +1,5 @@
 #include "graft/host/registry.h"
+#include "registry/labelled.h"
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
@@ -244,13 +245,45 @@ Config Registry::validated_spec(Kind kind, const Config& spec, const std::vector
   return spec.validated(plugin.entry.keys, what, allowed);
 }
 
+std::string Registry::label(Kind kind, const Config& spec) const {
+  const std::string name = spec_name(spec);
+  const auto* plugin = find(kind, name);
+  return std::string(kind_name(kind)) + " '" + name + "' (" +
+         (plugin ? fs::path(plugin->library).filename().string() : std::string("not installed")) + ")";
+}
+
+PluginFailure::PluginFailure(Kind kind, std::string who, std::string context, std::string detail, SourceLoc where)
+    : Error(kind, who + " failed" + context + ": " + detail, std::move(where)),
+      who_(std::move(who)),
+      context_(std::move(context)),
+      detail_(std::move(detail)) {}
+
+void PluginFailure::rethrow(const std::string& who, const SourceLoc& where, const std::string& context) {
+  try {
+    throw;
+  } catch (const PluginFailure&) {
+    throw;
+  } catch (const Error& e) {
+    throw PluginFailure(e.kind(), who, context, first_line(e.message()), where);
+  } catch (const c10::Error& e) {
+    throw PluginFailure(Kind::runtime, who, context, first_line(e.what_without_backtrace()), where);
+  } catch (const std::exception& e) {
+    throw PluginFailure(Kind::runtime, who, context, first_line(e.what()), where);
+  } catch (...) {
+    throw PluginFailure(Kind::runtime, who, context, "an unknown exception", where);
+  }
+}
+
+PluginFailure PluginFailure::within(const std::string& outer) const {
+  return PluginFailure(kind(), who_, outer + context_, detail_, where());
+}
+
 std::any Registry::create_any(Kind kind, const Config& spec, const std::vector<std::string>& extra) const {
   const Config config = validated_spec(kind, spec, extra);
   const auto& plugin = *find(kind, spec_name(spec));
-  const std::string who = std::string(kind_name(kind)) + " '" + plugin.entry.name + "' (" +
-                          fs::path(plugin.library).filename().string() + ")";
+  const std::string who = label(kind, spec);
   try {
-    return plugin.entry.factory(config);
+    return registry::labelled(kind, plugin.entry.factory(config), who, spec.where());
   } catch (const Error& e) {
     if (e.where().known()) throw;  // already names the recipe line and key
     throw Error(e.kind(), who + ": " + e.message(), spec.where());

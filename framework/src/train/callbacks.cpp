@@ -2,26 +2,21 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
-
 #include "graft/log.h"
 
 namespace graft::train {
 
-namespace fs = std::filesystem;
-
 namespace {
 template <class T, Kind K>
 void make_list(const Registry& registry, Config node, std::vector<std::shared_ptr<T>>& out, std::vector<std::string>& names,
-               std::vector<std::string>& labels) {
+               std::vector<std::string>& labels, std::vector<SourceLoc>& where) {
   if (node.is_null()) return;
   if (!node.is_list()) node.fail(std::string("expected a list of ") + kind_name(K) + " plugins");
   for (const auto& item : node.items()) {
     out.push_back(registry.create<K>(item));
     names.push_back(Registry::spec_name(item));
-    const auto* plugin = registry.find(K, names.back());
-    labels.push_back(fmt::format("{} '{}' ({})", kind_name(K), names.back(),
-                                 plugin ? fs::path(plugin->library).filename().string() : "?"));
+    labels.push_back(registry.label(K, item));
+    where.push_back(item.where());
   }
 }
 
@@ -35,20 +30,16 @@ std::vector<std::pair<std::string, Stateful*>> labelled(const std::vector<std::s
 }  // namespace
 
 Callbacks::Callbacks(const Recipe& recipe, const Registry& registry) {
-  make_list<Hook, Kind::hook>(registry, recipe.root["hooks"], hooks_, hook_names_, all_labels_);
+  make_list<Hook, Kind::hook>(registry, recipe.root["hooks"], hooks_, hook_names_, all_labels_, all_where_);
   Config checkpoint = recipe.root["checkpoint"];
   if (checkpoint.is_null()) checkpoint = parse_yaml_text("[save_last, on_signal]", "default checkpoint strategies");
-  make_list<CheckpointStrategy, Kind::checkpoint>(registry, checkpoint, strategies_, strategy_names_, all_labels_);
+  make_list<CheckpointStrategy, Kind::checkpoint>(registry, checkpoint, strategies_, strategy_names_, all_labels_, all_where_);
   all_.assign(hooks_.begin(), hooks_.end());
   all_.insert(all_.end(), strategies_.begin(), strategies_.end());
 }
 
-void Callbacks::fail(std::size_t index, const std::exception& error) const {
-  const auto* e = dynamic_cast<const Error*>(&error);
-  std::string what = e ? e->message() : error.what();
-  what = what.substr(0, what.find('\n'));
-  const std::string at = ctx_ ? fmt::format(" at epoch {}, batch {}, step {}", ctx_->epoch + 1, ctx_->batch + 1, ctx_->step) : "";
-  throw Error(e ? e->kind() : Error::Kind::runtime, all_labels_[index] + " failed" + at + ": " + what);
+std::string position_text(const TrainContext& ctx) {
+  return fmt::format(" at epoch {}, batch {}, step {}", ctx.epoch + 1, ctx.batch + 1, ctx.step);
 }
 
 void Callbacks::exception(TrainContext& ctx, const std::exception& error) noexcept {

@@ -15,6 +15,20 @@
 
 namespace graft::train {
 
+/// " at epoch E, batch B, step S" (epoch and batch 1-based): where a run is, for errors.
+std::string position_text(const TrainContext& ctx);
+
+/// Calls `f()`; what it throws leaves as one PluginFailure of `who` (Registry::label) at
+/// the recipe entry `where`, with the run's position when `ctx` is given.
+template <class F>
+decltype(auto) call_plugin(const std::string& who, const SourceLoc& where, const TrainContext* ctx, F&& f) {
+  try {
+    return f();
+  } catch (...) {
+    PluginFailure::rethrow(who, where, ctx ? position_text(*ctx) : "");
+  }
+}
+
 class Callbacks {
  public:
   Callbacks(const Recipe& recipe, const Registry& registry);
@@ -26,11 +40,7 @@ class Callbacks {
   /// line naming it, its library and the position (epoch, batch, step).
   template <class F> void each(F&& f) {
     for (std::size_t i = 0; i < all_.size(); ++i) {
-      try {
-        f(*all_[i]);
-      } catch (const std::exception& e) {
-        fail(i, e);
-      }
+      call_plugin(all_labels_[i], all_where_[i], ctx_, [&] { f(*all_[i]); });
     }
   }
   /// Every hook sees the failing run's error; a hook that fails again is logged, not thrown.
@@ -50,9 +60,8 @@ class Callbacks {
   std::vector<std::string> strategy_names_;
   std::vector<std::shared_ptr<Hook>> all_;
   std::vector<std::string> all_labels_;  ///< "hook 'csv' (libx.so)", in all_'s order
+  std::vector<SourceLoc> all_where_;     ///< their recipe entries
   const TrainContext* ctx_ = nullptr;
-
-  [[noreturn]] void fail(std::size_t index, const std::exception& error) const;
 };
 
 }  // namespace graft::train

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include "callbacks.h"
@@ -46,25 +47,30 @@ void load_weights_only(torch::nn::Module& model, const std::string& path) {
   log::info("weights from {} (a new run, nothing else of that run): {}", path, r.summary());
 }
 
-std::vector<std::pair<std::string, Stateful*>> labelled(const std::vector<std::shared_ptr<Metric>>& metrics) {
-  std::vector<std::pair<std::string, Stateful*>> out;
-  for (std::size_t k = 0; k < metrics.size(); ++k) out.emplace_back(std::to_string(k), metrics[k].get());
-  return out;
-}
-
 }  // namespace
 
 FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   const Plan used = check_recipe(recipe, registry);
-  Session s(recipe, registry);
-  const Settings& st = s.settings;
-  if (options.dist && options.dist->distributed()) s.join(*options.dist);  // first: every rank reads the same recipe
-  const GroupSync& sync = s.sync;
   if (recipe.root["data"].is_null()) recipe.root.fail("a recipe to train needs a data: section");
   if (recipe.root["optimizer"].is_null()) recipe.root.fail("a recipe to train needs an optimizer: section");
   if (!options.resume.empty() && !options.resume_weights_only.empty())
     throw Error::usage("--resume and --resume-weights-only exclude each other: one goes on with a run, the other starts a new one");
+  if (options.dry_run) {
+    // what would fail in the first step fails here, before anything is written; the
+    // weights are the run's own build's to load
+    DryRunOptions dry;
+    dry.weights = false;
+    if (options.dist && options.dist->distributed()) dry.local_rank = options.dist->local_rank;
+    const DryRun d = dry_run(recipe, registry, dry);
+    log::info("dry run: a batch of {} gave {}, loss {:.4f}, one step; its checkpoint {:.1f} MB ({:.2f} s)",
+              fmt::join(d.input_shape, "x"), fmt::join(d.output_shape, "x"), d.loss, static_cast<double>(d.state_bytes) / 1e6,
+              d.seconds);
+  }
+  Session s(recipe, registry);
+  const Settings& st = s.settings;
+  if (options.dist && options.dist->distributed()) s.join(*options.dist);  // first: every rank reads the same recipe
+  const GroupSync& sync = s.sync;
   ScheduleDriver schedule(recipe, registry, st);
   Callbacks callbacks(recipe, registry);
 
@@ -137,7 +143,7 @@ FitResult fit(const Recipe& recipe, const Registry& registry, const TrainOptions
   LossScaler scaler(st.amp.scaling);
   EpochSums sums;
   auto train_metrics = make_metrics(recipe, registry);
-  RunParts parts{model,     trainable, schedule, callbacks, labelled(train_metrics), scaler, ctx, sums, s.data.classes,
+  RunParts parts{model,     trainable, schedule, callbacks, metric_states(train_metrics), scaler, ctx, sums, s.data.classes,
                  s.data.sample_shape};
 
   double seconds_before = 0;  // training time of the runs this one resumes

@@ -37,7 +37,8 @@ bool OptimizerStep::backward(TrainContext& ctx, std::int64_t batch) {
   return true;
 }
 
-void OptimizerStep::step(TrainContext& ctx, Optimizer& optimizer) {
+void OptimizerStep::step(TrainContext& ctx, TrainableSet& trainable) {
+  Optimizer& optimizer = trainable.optimizer();
   // the parameters of the moment (unfreezing may have added some), when anything needs them
   const bool needs_params = scaler_.enabled() || settings_.clip_norm || settings_.clip_value;
   const auto params = needs_params ? all_params(optimizer) : std::vector<torch::Tensor>{};
@@ -50,7 +51,7 @@ void OptimizerStep::step(TrainContext& ctx, Optimizer& optimizer) {
     if (settings_.clip_norm) torch::nn::utils::clip_grad_norm_(params, *settings_.clip_norm);
     if (settings_.clip_value) torch::nn::utils::clip_grad_value_(params, *settings_.clip_value);
     callbacks_.each([&](Hook& h) { h.on_before_optimizer_step(ctx); });
-    optimizer.step();
+    call_plugin(trainable.who(), trainable.where(), &ctx, [&] { optimizer.step(); });
     execution_.after_update();
   }
   optimizer.zero_grad();

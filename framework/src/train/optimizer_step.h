@@ -13,6 +13,7 @@
 #include "graft/optim.h"
 #include "loss_scaler.h"
 #include "settings.h"
+#include "trainable_set.h"
 
 namespace graft::train {
 
@@ -28,7 +29,7 @@ class OptimizerStep {
   bool backward(TrainContext& ctx, std::int64_t batch);
   /// The optimizer step of a complete group; ctx.step counts it (also a step skipped for
   /// an fp16 overflow, as GradScaler). Hooks see on_before / on_after_optimizer_step.
-  void step(TrainContext& ctx, Optimizer& optimizer);
+  void step(TrainContext& ctx, TrainableSet& trainable);
   /// Whether the epoch's batches so far end on a complete group.
   bool at_group_end() const { return in_group_ == 0; }
 

@@ -7,6 +7,8 @@ ScheduleDriver::ScheduleDriver(const Recipe& recipe, const Registry& registry, c
   if (sc.is_null()) return;
   scheduler_ = registry.create<Kind::scheduler>(sc, {"interval"});
   name_ = Registry::spec_name(sc);
+  who_ = registry.label(Kind::scheduler, sc);
+  where_ = sc.where();
   const std::string interval = sc.is_map() && sc.has("interval") ? sc["interval"].as<std::string>() : scheduler_->default_interval();
   if (interval != "epoch" && interval != "step") sc["interval"].fail("expected epoch or step, got '" + interval + "'");
   per_step_ = interval == "step";
@@ -26,15 +28,15 @@ void ScheduleDriver::setup(std::int64_t steps_per_epoch, std::int64_t planned_st
   si.steps_per_epoch = steps_per_epoch;
   si.epochs = planned_epochs;
   si.total = per_step_ ? planned_steps : planned_epochs;
-  scheduler_->setup(si);
+  call([&] { scheduler_->setup(si); });
 }
 
 void ScheduleDriver::apply(Optimizer& optimizer, const std::vector<GroupInfo>& groups) const {
   if (!scheduler_) return;
   for (std::size_t k = 0; k < groups.size(); ++k) {
-    optimizer.set_lr(k, scheduler_->lr(groups[k].base_lr, count_));
+    optimizer.set_lr(k, call([&] { return scheduler_->lr(groups[k].base_lr, count_); }));
     if (groups[k].base_momentum)
-      if (auto m = scheduler_->momentum(*groups[k].base_momentum, count_)) optimizer.set_momentum(k, *m);
+      if (auto m = call([&] { return scheduler_->momentum(*groups[k].base_momentum, count_); })) optimizer.set_momentum(k, *m);
   }
 }
 
@@ -45,7 +47,7 @@ void ScheduleDriver::advance(const std::map<std::string, double>& metrics, Optim
   if (!monitor.empty()) {
     const auto it = metrics.find(monitor);
     if (it == metrics.end()) return;  // no fresh value (an epoch without validation)
-    scheduler_->observe(it->second);
+    call([&] { scheduler_->observe(it->second); });
   }
   ++count_;
   apply(optimizer, groups);
@@ -55,7 +57,7 @@ void ScheduleDriver::save_state(State& out) const {
   if (!scheduler_) return;
   out.set("count", count_);
   State own;
-  scheduler_->save_state(own);
+  call([&] { scheduler_->save_state(own); });
   for (const auto& [k, v] : own.items()) {
     if (k == "count") throw Error::runtime("scheduler " + name_ + " saves a state key 'count', which graft keeps itself");
     out.set(k, v);
@@ -68,7 +70,7 @@ void ScheduleDriver::load_state(const State& in) {
   State own;
   for (const auto& [k, v] : in.items())
     if (k != "count") own.set(k, v);
-  if (!own.empty()) scheduler_->load_state(own);
+  if (!own.empty()) call([&] { scheduler_->load_state(own); });
 }
 
 }  // namespace graft::train

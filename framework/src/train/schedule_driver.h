@@ -14,6 +14,7 @@
 #include "graft/host/registry.h"
 #include "graft/schedule.h"
 #include "graft/state.h"
+#include "callbacks.h"
 #include "settings.h"
 #include "trainable_set.h"
 
@@ -40,7 +41,11 @@ class ScheduleDriver : public Stateful {
  private:
   std::shared_ptr<Scheduler> scheduler_;
   std::string name_;
+  std::string who_;  ///< Registry::label, for errors
+  SourceLoc where_;
   bool per_step_ = false;
+  /// f(), what it throws named as this scheduler's (the trainer adds the run's position)
+  template <class F> decltype(auto) call(F&& f) const { return call_plugin(who_, where_, nullptr, std::forward<F>(f)); }
   std::int64_t count_ = 0;
 };
 

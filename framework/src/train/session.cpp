@@ -44,6 +44,10 @@ void Session::build(const std::string& only_split) {
     for (auto& p : model().parameters())
       if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
   }
+  if (recipe.root["data"].is_null()) {  // a model alone (graft check)
+    metrics = make_metrics(recipe, registry);
+    return;
+  }
   data = build_data(recipe, registry, only_split);
   if (sync.active()) {
     data.train_options.rank = data.eval_options.rank = sync.rank();

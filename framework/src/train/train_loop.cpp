@@ -21,6 +21,16 @@ void TrainLoop::save(SavePoint at, std::int64_t epoch, std::int64_t batch) {
 }
 
 LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool resumed, std::int64_t start_sample) {
+  try {
+    return epochs(start_epoch, start_batch, resumed, start_sample);
+  } catch (const PluginFailure& f) {
+    // a transform, metric, loss or scheduler: named where it threw, placed here
+    if (f.placed()) throw;
+    throw f.within(position_text(u_.ctx));
+  }
+}
+
+LoopEnd TrainLoop::epochs(std::int64_t start_epoch, std::int64_t start_batch, bool resumed, std::int64_t start_sample) {
   auto& ctx = u_.ctx;
   auto& model = u_.session.model();
   const Settings& settings = u_.session.settings;
@@ -56,6 +66,7 @@ LoopEnd TrainLoop::run(std::int64_t start_epoch, std::int64_t start_batch, bool 
     bool complete = true;
     std::int64_t next_batch = first_batch;
     for (std::int64_t b = first_batch; b < batches; ++b) {
+      ctx.batch = b;  // (an error of the batch's transforms names it)
       auto data = u_.loader.next();
       if (!data) break;
       next_batch = b + 1;
@@ -125,7 +136,7 @@ bool TrainLoop::batch(std::int64_t epoch, std::int64_t b, Batch& data, LoopEnd& 
     for (auto& m : u_.metrics) m->update(ctx.output.detach(), ctx.targets);
   }
   if (u_.optimizer_step.backward(ctx, b)) {
-    u_.optimizer_step.step(ctx, u_.trainable.optimizer());
+    u_.optimizer_step.step(ctx, u_.trainable);
     if (u_.schedule.per_step()) u_.schedule.advance(ctx.metrics, u_.trainable.optimizer(), u_.trainable.groups());
     u_.logger.step(epoch, ctx.step, ctx.loss_value, lr());
   }

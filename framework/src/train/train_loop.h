@@ -62,6 +62,7 @@ class TrainLoop {
   void save(SavePoint at, std::int64_t epoch, std::int64_t batch);
 
  private:
+  LoopEnd epochs(std::int64_t start_epoch, std::int64_t start_batch, bool resumed, std::int64_t start_sample);
   /// One batch. Returns false when the run must stop after it (stop, max_steps, interrupt).
   bool batch(std::int64_t epoch, std::int64_t b, Batch& data, LoopEnd& end, bool& complete);
   void validate();

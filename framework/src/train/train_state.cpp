@@ -477,6 +477,12 @@ std::optional<Checkpoint> newest_good(const std::string& checkpoints_dir) {
   return std::nullopt;
 }
 
+std::vector<std::pair<std::string, Stateful*>> metric_states(const std::vector<std::shared_ptr<Metric>>& metrics) {
+  std::vector<std::pair<std::string, Stateful*>> out;
+  for (std::size_t k = 0; k < metrics.size(); ++k) out.emplace_back(std::to_string(k), metrics[k].get());
+  return out;
+}
+
 std::string state_bytes(const State& state) {
   const auto bytes = torch::pickle_save(c10::IValue(to_dict(state)));
   return std::string(bytes.begin(), bytes.end());

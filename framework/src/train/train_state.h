@@ -19,6 +19,7 @@
 
 #include "graft/checkpoint.h"
 #include "graft/hooks.h"
+#include "graft/metrics.h"
 #include "graft/host/check.h"
 #include "graft/host/recipe.h"
 #include "graft/host/serialize.h"
@@ -71,6 +72,9 @@ struct SavePosition {
 /// A State as bytes (a pickled dict), and back: how ranks exchange plugins' states.
 std::string state_bytes(const State& state);
 State state_from_bytes(const std::string& bytes, const std::string& what);
+
+/// Metrics as a checkpoint files their states: by position ("0", "1", ...).
+std::vector<std::pair<std::string, Stateful*>> metric_states(const std::vector<std::shared_ptr<Metric>>& metrics);
 
 c10::IValue write_checkpoint(const RunParts& parts, const SavePosition& at, const Recipe& recipe, const Plan& used);
 

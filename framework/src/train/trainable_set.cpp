@@ -20,6 +20,8 @@ TrainableSet::TrainableSet(const Recipe& recipe, const Registry& registry, torch
   apply();
   const OptimizerPlan plan = plan_optimizer(recipe, registry, model, frozen_);
   optimizer_name_ = plan.optimizer;
+  who_ = registry.label(Kind::optimizer, recipe.root["optimizer"]);
+  where_ = recipe.root["optimizer"].where();
   optimizer_ = make_optimizer(recipe, registry, plan);
   for (std::size_t k = 0; k < plan.groups.size(); ++k)
     groups_.push_back({plan.groups[k].name, plan.groups[k].lr, optimizer_->momentum(k)});

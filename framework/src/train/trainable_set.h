@@ -33,6 +33,9 @@ class TrainableSet {
   const std::vector<GroupInfo>& groups() const { return groups_; }
   const FreezeState& frozen() const { return frozen_; }
   bool scheduled() const { return !freezers_.empty(); }
+  /// The optimizer plugin as errors name it, and its recipe entry.
+  const std::string& who() const { return who_; }
+  const SourceLoc& where() const { return where_; }
 
   /// requires_grad and BatchNorm eval modes as the policies say now (after model.train()).
   void apply() const;
@@ -51,6 +54,8 @@ class TrainableSet {
   ModelInfo info_;
   FreezeState frozen_;
   std::string optimizer_name_;
+  std::string who_;
+  SourceLoc where_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<GroupInfo> groups_;
 };

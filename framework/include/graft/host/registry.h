@@ -27,6 +27,31 @@ struct Refusal {
   std::string str() const { return library + ": " + reason; }
 };
 
+/// A plugin that threw while graft called it, as one line:
+///   "<who> failed<context>: <what it threw, first line>"
+/// at `where`, the recipe entry that names the plugin. The loader and the trainer add to
+/// the context as the error passes through them (" at epoch 2, batch 3, step 12",
+/// " on sample 7"). A graft::Error keeps its kind; anything else is a runtime error.
+class PluginFailure : public Error {
+ public:
+  PluginFailure(Kind kind, std::string who, std::string context, std::string detail, SourceLoc where);
+  /// The exception in flight (any type) as a PluginFailure of `who`; one that already is a
+  /// PluginFailure (another plugin's, called from this one) passes unchanged: the plugin
+  /// named is the one that threw.
+  [[noreturn]] static void rethrow(const std::string& who, const SourceLoc& where, const std::string& context = "");
+  /// The same failure with `outer` in front of its context.
+  PluginFailure within(const std::string& outer) const;
+  /// Whether its context already says where the run was (" at epoch ...").
+  bool placed() const { return context_.rfind(" at ", 0) == 0; }
+
+  const std::string& who() const { return who_; }
+  const std::string& context() const { return context_; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  std::string who_, context_, detail_;
+};
+
 class Registry {
  public:
   Registry();
@@ -70,6 +95,8 @@ class Registry {
 
   /// The name a plugin spec refers to: `spec` itself when scalar, else its `name:` key.
   static std::string spec_name(const Config& spec);
+  /// How errors name the plugin `spec` refers to: "metric 'accuracy' (libgraft_metrics.so)".
+  std::string label(Kind kind, const Config& spec) const;
   /// The spec validated against its plugin's schema (what the factory will see).
   Config validated_spec(Kind kind, const Config& spec, const std::vector<std::string>& extra = {}) const;
 

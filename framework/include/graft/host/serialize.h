@@ -25,6 +25,8 @@ c10::IValue read_torch_file(const std::string& path);
 
 /// Writes a value tree in torch.save's zip format. Dict keys are strings or ints.
 void write_torch_file(const c10::IValue& value, const std::string& path);
+/// The bytes write_torch_file() would write, in memory (`what` names the value in errors).
+std::string torch_file_bytes(const c10::IValue& value, const std::string& what);
 
 using StateDict = torch::OrderedDict<std::string, torch::Tensor>;
 

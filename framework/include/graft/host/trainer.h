@@ -17,6 +17,9 @@ namespace graft {
 struct TrainOptions {
   std::string run_dir;             ///< "" = runs/<recipe name>-<date-time>
   bool write_run_dir = true;       ///< false: nothing written (tests, dry runs)
+  /// First graft check's dry run (graft/host/check.h): what would fail in the first step
+  /// fails before the run dir is made, naming its recipe entry.
+  bool dry_run = true;
   std::optional<bool> progress;    ///< a progress bar; default: when stderr is a terminal
   /// "auto": the newest good checkpoint of the run dir (without one: the newest run dir of
   /// this recipe under runs/); a path: that checkpoint. The run goes on in its run dir.

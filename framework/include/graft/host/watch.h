@@ -40,6 +40,31 @@ class ForwardWatch {
   ForwardWatch* outer_;
 };
 
+/// While alive: which child of a container of `root` a forward's exception came from on
+/// this thread (Stages and Block children say so as the exception leaves them), and what
+/// went into it: a failing forward is named by module path and shapes.
+class FailureProbe {
+ public:
+  explicit FailureProbe(const torch::nn::Module& root);
+  ~FailureProbe();
+  FailureProbe(const FailureProbe&) = delete;
+  FailureProbe& operator=(const FailureProbe&) = delete;
+
+  /// The probe of this thread, or null (what containers check first: one branch).
+  static FailureProbe* current();
+  /// From a container: the call of its child `name` on `input` ends in an exception. The
+  /// first report of a failure is the innermost child; the containers around it follow.
+  void threw(const Container& container, const std::string& name, const torch::Tensor& input);
+  /// "classifier.1 (torch::nn::Linear(in_features=100, out_features=10, bias=true)) got
+  /// [64, 3072]", or "" when no child of a container threw.
+  const std::string& where() const { return where_; }
+
+ private:
+  std::unordered_map<const Container*, std::string> paths_;
+  std::string where_;
+  FailureProbe* outer_;
+};
+
 /// While alive: `module` in eval mode and no gradients; its own mode comes back after (dry
 /// forwards: summaries, shape probes).
 class EvalScope {
