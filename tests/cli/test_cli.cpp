@@ -350,6 +350,10 @@ BOOST_AUTO_TEST_CASE(check_dry_runs_the_first_step_and_names_what_fails) {
   BOOST_TEST(file.code == 2);
   BOOST_TEST(file.err == "error: " + (d.path / "file.yaml").string() +
                              ":2:30: hooks.0.file: the directory 'nodir' of this file to write does not exist\n");
+  // a sample shape that is no image: the dataset's own key says so
+  const auto flat = check("flat.yaml", "data: {dataset: {shape: [3, 32]}}\n");
+  BOOST_TEST(flat.code == 2);
+  BOOST_TEST(contains(flat.err, "flat.yaml:2:25: data.dataset.shape: must have 3 items, got 2"), flat.err);
   // images the model was not made for: the module at fault and the shapes that went in
   const auto shape = check("shape.yaml", "data: {dataset: {shape: [3, 32, 32]}}\n");
   BOOST_TEST(shape.code == 2);
@@ -363,7 +367,7 @@ BOOST_AUTO_TEST_CASE(check_dry_runs_the_first_step_and_names_what_fails) {
   BOOST_TEST(contains(classes.err, "model: gives 5 outputs, but the data has 10 classes: the targets 5..9 are no output"),
              classes.err);
   // a module whose forward fails, inserted by surgery
-  const auto boom = check("boom.yaml", "model: {surgery: [{insert_after: '2', name: boom, with: test_forward_fails}]}\n");
+  const auto boom = check("boom.yaml", "model: {input_shape: [1, 28, 28], surgery: [{insert_after: '2', name: boom, with: test_forward_fails}]}\n");
   BOOST_TEST(boom.code == 2);
   BOOST_TEST(contains(boom.err, "does not go through the model at boom ("), boom.err);
   BOOST_TEST(contains(boom.err, ") got [8, 16]: index 7 is out of bounds for dimension 1 with size 16\n"), boom.err);

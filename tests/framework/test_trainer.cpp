@@ -444,6 +444,12 @@ BOOST_AUTO_TEST_CASE(a_plugins_log_line_reaches_train_log_and_the_programs_logge
   const std::string train_log = slurp(r.dir / "run/train.log");
   BOOST_TEST(contains(train_log, "] info: record hook says: hello from a plugin\n"), train_log);
   BOOST_TEST(contains(train_log, "] info: epoch 1/1 step 5 loss "), train_log);  // the run's periodic lines
+  // the epoch's save point and the run's end hold the same state: written (and said) once
+  std::size_t saved = 0;
+  for (std::size_t at = train_log.find("] info: saved last.pth at step 10 "); at != std::string::npos;
+       at = train_log.find("] info: saved last.pth at step 10 ", at + 1))
+    ++saved;
+  BOOST_TEST(saved == 1u, train_log);
   BOOST_TEST(!contains(program_log.str(), "hello from a plugin"), program_log.str());
   BOOST_TEST(!contains(program_log.str(), "epoch 1/1 step 5"), program_log.str());
   fs::remove_all(r.dir);

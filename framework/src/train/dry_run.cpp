@@ -46,7 +46,10 @@ std::string what_of_current() {
 class KeepCpuRng {
  public:
   KeepCpuRng() : state_(at::detail::getDefaultCPUGenerator().get_state()) {}
-  ~KeepCpuRng() { at::detail::getDefaultCPUGenerator().set_state(state_); }
+  ~KeepCpuRng() {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    cpu.set_state(state_);
+  }
   KeepCpuRng(const KeepCpuRng&) = delete;
   KeepCpuRng& operator=(const KeepCpuRng&) = delete;
 
@@ -131,6 +134,13 @@ DryRun dry_run(const Recipe& recipe, const Registry& registry, const DryRunOptio
     x = torch::rand(shape);
   }
   out.input_shape = x.sizes().vec();
+  if (!has_data) {  // a model alone: it runs, as `inspect --summary` runs it
+    torch::NoGradGuard no_grad;
+    model.eval();
+    out.output_shape = forward(s, s.execution().to_device(x), model_key, "a").sizes().vec();
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return out;
+  }
   model.train();
   if (trainable) trainable->apply();
   const torch::Tensor output = forward(s, s.execution().to_device(x), model_key, "a training");
@@ -140,21 +150,16 @@ DryRun dry_run(const Recipe& recipe, const Registry& registry, const DryRunOptio
                                    shape_text(output.sizes()), shape_text(x.sizes())),
                        model_key.where());
   const std::int64_t outputs = output.size(1);
-  if (has_data && outputs < out.classes)
+  if (outputs < out.classes)
     throw Error::usage(fmt::format("model: gives {} outputs, but the data has {} classes: the targets {}..{} are no output "
                                    "of the model (set the head's size to {}, e.g. num_classes or out_features)",
                                    outputs, out.classes, outputs, out.classes - 1, out.classes),
                        model_key.where());
-  if (has_data && outputs > out.classes) {
+  if (outputs > out.classes) {
     out.warnings.push_back(fmt::format("the model gives {} outputs for the data's {} classes: outputs {}..{} are never a target",
                                        outputs, out.classes, out.classes, outputs - 1));
     log::warn("{}", out.warnings.back());
   }
-  if (!has_data) {
-    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    return out;
-  }
-
   // the loss and the metrics of the batch, backward, one optimizer and scheduler step
   const torch::Tensor target = s.execution().to_device(y);
   torch::Tensor loss;

@@ -64,7 +64,8 @@ struct DryRunOptions {
 /// and serializes the checkpoint a run would write (optimizer and every plugin's state) in
 /// memory. Every failure is one graft::Error naming the recipe entry (file:line:col), the
 /// plugin and its library; a forward names the module at fault and the shapes that went
-/// in. Torch's CPU random generator is left as it was.
+/// in. A recipe without data: gets one forward of a random batch of the model's input
+/// shape in eval mode. Torch's CPU random generator is left as it was.
 DryRun dry_run(const Recipe& recipe, const Registry& registry, const DryRunOptions& options = {});
 
 }  // namespace graft
