@@ -249,10 +249,15 @@ int cmd_check(const RecipeArgs& args) {
   if (optimizer_plan) std::cout << "optimizer   " << optimizer_plan->optimizer << "\n" << groups_text;
   std::cout << fmt::format("parameters  {} ({}), trainable {} ({})\n", grouped(count.total), millions(count.total),
                            grouped(count.trainable), millions(count.trainable));
-  std::cout << fmt::format("dry run     a batch of [{}] gave [{}]", fmt::join(dry.input_shape, ", "), fmt::join(dry.output_shape, ", "));
-  if (dry.classes) std::cout << fmt::format(" for {} classes, loss {:.4f}", dry.classes, dry.loss);
-  if (dry.stepped) std::cout << fmt::format("; one optimizer step; checkpoint {:.1f} MB in memory", static_cast<double>(dry.state_bytes) / 1e6);
-  std::cout << fmt::format(" ({:.2f} s)\n", dry.seconds);
+  if (dry.input_shape.empty()) {
+    std::cout << "dry run     none: no data: section (every plugin built)\n";
+  } else {
+    std::cout << fmt::format("dry run     a batch of [{}] gave [{}] for {} classes, loss {:.4f}", fmt::join(dry.input_shape, ", "),
+                             fmt::join(dry.output_shape, ", "), dry.classes, dry.loss);
+    if (dry.stepped)
+      std::cout << fmt::format("; one optimizer step; checkpoint {:.1f} MB in memory", static_cast<double>(dry.state_bytes) / 1e6);
+    std::cout << fmt::format(" ({:.2f} s)\n", dry.seconds);
+  }
   std::cout << "ok\n";
   return 0;
 }

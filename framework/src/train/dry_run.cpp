@@ -119,28 +119,17 @@ DryRun dry_run(const Recipe& recipe, const Registry& registry, const DryRunOptio
   auto train_metrics = make_metrics(r, registry);
   s.start_execution();
 
-  torch::Tensor x, y;
-  std::int64_t batches = 1;
-  if (has_data) {
-    const Batch b = first_batch(s.data.train, s.data.train_transforms, s.data.train_options, options.max_batch,
-                                r.root["data"], "training");
-    x = b.inputs;
-    y = b.targets;
-    batches = Loader(s.data.train, s.data.train_transforms, s.data.train_options).batches_per_epoch();
-    out.classes = static_cast<std::int64_t>(s.data.classes.size());
-  } else {
-    std::vector<std::int64_t> shape{2};
-    shape.insert(shape.end(), s.built.input_shape.begin(), s.built.input_shape.end());
-    x = torch::rand(shape);
-  }
-  out.input_shape = x.sizes().vec();
-  if (!has_data) {  // a model alone: it runs, as `inspect --summary` runs it
-    torch::NoGradGuard no_grad;
-    model.eval();
-    out.output_shape = forward(s, s.execution().to_device(x), model_key, "a").sizes().vec();
+  if (!has_data) {  // a model alone: built, and no step to run (nothing says what goes in)
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return out;
   }
+  const Batch b = first_batch(s.data.train, s.data.train_transforms, s.data.train_options, options.max_batch, r.root["data"],
+                              "training");
+  const torch::Tensor& x = b.inputs;
+  const torch::Tensor& y = b.targets;
+  const std::int64_t batches = Loader(s.data.train, s.data.train_transforms, s.data.train_options).batches_per_epoch();
+  out.classes = static_cast<std::int64_t>(s.data.classes.size());
+  out.input_shape = x.sizes().vec();
   model.train();
   if (trainable) trainable->apply();
   const torch::Tensor output = forward(s, s.execution().to_device(x), model_key, "a training");

@@ -38,9 +38,9 @@ Plan check_recipe(const Recipe& recipe, const Registry& registry);
 
 /// What a dry run did.
 struct DryRun {
-  std::vector<std::int64_t> input_shape;   ///< the batch that went in: [N, C, H, W]
+  std::vector<std::int64_t> input_shape;   ///< the batch that went in: [N, C, H, W] (none without data:)
   std::vector<std::int64_t> output_shape;  ///< what the model gave for it
-  std::int64_t classes = 0;                ///< of the data (0: no data: section, a random batch)
+  std::int64_t classes = 0;                ///< of the data (0: no data: section)
   double loss = 0;                         ///< of that batch (with data)
   bool stepped = false;                    ///< one optimizer step (the recipe has an optimizer:)
   std::size_t state_bytes = 0;             ///< the checkpoint it would write, serialized in memory
@@ -64,8 +64,8 @@ struct DryRunOptions {
 /// and serializes the checkpoint a run would write (optimizer and every plugin's state) in
 /// memory. Every failure is one graft::Error naming the recipe entry (file:line:col), the
 /// plugin and its library; a forward names the module at fault and the shapes that went
-/// in. A recipe without data: gets one forward of a random batch of the model's input
-/// shape in eval mode. Torch's CPU random generator is left as it was.
+/// in. A recipe without data: (a model to inspect or export) is built, plugins and all,
+/// and nothing is run. Torch's CPU random generator is left as it was.
 DryRun dry_run(const Recipe& recipe, const Registry& registry, const DryRunOptions& options = {});
 
 }  // namespace graft
